@@ -1,0 +1,192 @@
+// Operator schemas (one TORCH_LIBRARY block), the shared host logic behind every device's
+// kernels, and the build-info op. Device kernels register in cpu/ and cuda/.
+#include <Python.h>
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <string>
+#include <vector>
+
+#include "eca_host.h"
+
+namespace eca_cuda {
+
+#ifdef ECA_WITH_CUDA
+std::vector<int64_t> compiled_cuda_archs(); // defined in cuda/eca_kernels_cuda.cu
+#endif
+
+namespace {
+
+PaddingMode parse_padding_mode(c10::string_view padding_mode) {
+  const std::string mode(padding_mode.data(), padding_mode.size());
+  if (mode == "zeros") return PaddingMode::Zeros;
+  if (mode == "circular") return PaddingMode::Circular;
+  TORCH_CHECK_VALUE(false, "eca: padding_mode must be 'zeros' or 'circular', got '", mode, "'");
+}
+
+bool has_layout(const at::Tensor& t, Layout layout) {
+  return layout == Layout::ChannelsFirst ? t.is_contiguous() : t.movedim(1, -1).is_contiguous();
+}
+
+// The layout the kernel writes into: that of `out` when it is one of the two native ones.
+Layout kernel_layout(const at::Tensor& out) {
+  return (!out.is_contiguous() && out.movedim(1, -1).is_contiguous()) ? Layout::ChannelsLast
+                                                                      : Layout::ChannelsFirst;
+}
+
+// `t` itself when it already has `layout`, else a copy that does (odd strides, views).
+at::Tensor in_layout(const at::Tensor& t, Layout layout) {
+  if (has_layout(t, layout)) return t;
+  if (layout == Layout::ChannelsFirst) return t.contiguous();
+  return t.movedim(1, -1).contiguous().movedim(-1, 1);
+}
+
+// A buffer for the kernel to write: `out` when its strides are native, else a
+// contiguous buffer that finish_output() copies back into `out`.
+at::Tensor kernel_output(const at::Tensor& out, Layout layout) {
+  return has_layout(out, layout) ? out : at::empty(out.sizes(), out.options());
+}
+
+void finish_output(at::Tensor& out, const at::Tensor& written) {
+  if (!written.is_same(out)) out.copy_(written);
+}
+
+at::ScalarType accumulate_type(at::ScalarType dtype) {
+  return dtype == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+void check_x(const at::Tensor& x) {
+  TORCH_CHECK_VALUE(x.dim() >= 3, "eca: x must be (N, C, *spatial) with at least one spatial "
+                    "dim, got shape ", x.sizes());
+  const auto dtype = x.scalar_type();
+  TORCH_CHECK_VALUE(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat ||
+                        dtype == at::kDouble,
+                    "eca: x must be float16, bfloat16, float32 or float64, got ", dtype);
+}
+
+// Returns k after checking the weight against x: (k,) or (1, 1, k), k odd, dtype that of x
+// (or float32 for half x, as under autocast), same device.
+int64_t check_weight(const at::Tensor& weight, const at::Tensor& x) {
+  const bool shape_ok = weight.dim() == 1 ||
+                        (weight.dim() == 3 && weight.size(0) == 1 && weight.size(1) == 1);
+  TORCH_CHECK_VALUE(shape_ok, "eca: weight must be (k,) or (1, 1, k), got shape ",
+                    weight.sizes());
+  const int64_t k = weight.size(-1);
+  TORCH_CHECK_VALUE(k % 2 == 1, "eca: weight must have an odd number of taps k, got k = ", k);
+  const auto x_dtype = x.scalar_type();
+  const auto w_dtype = weight.scalar_type();
+  const bool half_x = x_dtype == at::kHalf || x_dtype == at::kBFloat16;
+  TORCH_CHECK_VALUE(w_dtype == x_dtype || (half_x && w_dtype == at::kFloat),
+                    "eca: weight must have x's dtype (", x_dtype,
+                    ") or float32 when x is half precision, got ", w_dtype);
+  TORCH_CHECK(weight.device() == x.device(), "eca: weight must be on x's device (", x.device(),
+              "), got ", weight.device());
+  return k;
+}
+
+// (N, C, L) of x, with L the product of the spatial sizes.
+std::tuple<int64_t, int64_t, int64_t> problem_sizes(const at::Tensor& x) {
+  int64_t L = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) L *= x.size(d);
+  return {x.size(0), x.size(1), L};
+}
+
+} // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const at::Tensor& x,
+                                                           const at::Tensor& weight,
+                                                           c10::string_view padding_mode,
+                                                           ForwardKernel kernel) {
+  check_x(x);
+  const int64_t k = check_weight(weight, x);
+  const PaddingMode mode = parse_padding_mode(padding_mode);
+  const auto [N, C, L] = problem_sizes(x);
+  const auto acc_options = x.options().dtype(accumulate_type(x.scalar_type()));
+
+  at::Tensor y = at::empty_like(x);
+  at::Tensor pooled = at::empty({N, C}, acc_options);
+  at::Tensor gate = at::empty({N, C}, acc_options);
+  if (N * C == 0) return {y, pooled, gate};
+
+  const Layout layout = kernel_layout(y);
+  ForwardProblem p{in_layout(x, layout),
+                   kernel_output(y, layout),
+                   weight.reshape({k}).to(acc_options.dtype()).contiguous(),
+                   pooled,
+                   gate,
+                   N, C, L, k, mode, layout};
+  kernel(p);
+  finish_output(y, p.y);
+  return {y, pooled, gate};
+}
+
+std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const at::Tensor& x,
+                                                const at::Tensor& weight,
+                                                const at::Tensor& pooled,
+                                                const at::Tensor& gate,
+                                                c10::string_view padding_mode,
+                                                BackwardKernel kernel) {
+  check_x(x);
+  const int64_t k = check_weight(weight, x);
+  const PaddingMode mode = parse_padding_mode(padding_mode);
+  const auto [N, C, L] = problem_sizes(x);
+  const auto acc_dtype = accumulate_type(x.scalar_type());
+  TORCH_CHECK_VALUE(grad_y.sizes() == x.sizes() && grad_y.scalar_type() == x.scalar_type(),
+                    "eca_backward: grad_y must match x (shape ", x.sizes(), ", dtype ",
+                    x.scalar_type(), "), got shape ", grad_y.sizes(), ", dtype ",
+                    grad_y.scalar_type());
+  for (const at::Tensor* t : {&pooled, &gate}) {
+    TORCH_CHECK_VALUE(t->dim() == 2 && t->size(0) == N && t->size(1) == C &&
+                          t->scalar_type() == acc_dtype,
+                      "eca_backward: pooled and gate must be (N, C) = (", N, ", ", C, ") of ",
+                      acc_dtype, ", got shape ", t->sizes(), ", dtype ", t->scalar_type());
+  }
+  for (const at::Tensor* t : {&grad_y, &pooled, &gate}) {
+    TORCH_CHECK(t->device() == x.device(), "eca_backward: all tensors must be on x's device (",
+                x.device(), "), got ", t->device());
+  }
+
+  at::Tensor grad_x = at::empty_like(x);
+  at::Tensor grad_weight_acc = at::zeros({k}, x.options().dtype(acc_dtype));
+  if (N * C > 0) {
+    const Layout layout = kernel_layout(grad_x);
+    BackwardProblem p{in_layout(grad_y, layout),
+                      in_layout(x, layout),
+                      weight.reshape({k}).to(acc_dtype).contiguous(),
+                      pooled.contiguous(),
+                      gate.contiguous(),
+                      kernel_output(grad_x, layout),
+                      grad_weight_acc,
+                      N, C, L, k, mode, layout};
+    kernel(p);
+    finish_output(grad_x, p.grad_x);
+  }
+  return {grad_x, grad_weight_acc.to(weight.scalar_type()).view(weight.sizes())};
+}
+
+} // namespace eca_cuda
+
+TORCH_LIBRARY(eca_cuda, m) {
+  // y = x * sigmoid(conv1d(mean(x), w)); pooled and gate are (N, C) in float32 (float64
+  // for float64 x) and are what eca_backward needs besides x.
+  m.def("eca_forward(Tensor x, Tensor weight, str padding_mode) -> "
+        "(Tensor y, Tensor pooled, Tensor gate)");
+  m.def("eca_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor pooled, Tensor gate, "
+        "str padding_mode) -> (Tensor grad_x, Tensor grad_weight)");
+  // SM numbers the CUDA kernels were compiled for (e.g. [80, 90]); empty without CUDA.
+  m.def("compiled_cuda_archs() -> int[]", []() -> std::vector<int64_t> {
+#ifdef ECA_WITH_CUDA
+    return eca_cuda::compiled_cuda_archs();
+#else
+    return {};
+#endif
+  });
+}
+
+// Importing eca_cuda._C loads this library, which runs the registrations above; the
+// module itself is empty (no pybind11 needed, as in pytorch/extension-cpp).
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}

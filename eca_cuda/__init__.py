@@ -1,0 +1,25 @@
+"""eca_cuda: fused Efficient Channel Attention (ECA-Net, Wang et al., CVPR 2020) for PyTorch.
+
+Public API: :func:`eca` (functional), :class:`ECA` (module), :class:`ECAFunction`
+(autograd function), :mod:`eca_cuda.reference` (pure-PyTorch reference),
+:func:`has_cuda_kernels` / :func:`cuda_archs` (build info).
+"""
+
+from . import ops, reference
+from .autograd import ECAFunction
+from .build_info import cuda_archs, has_cuda_kernels
+from .functional import eca
+from .modules import ECA, adaptive_kernel_size
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ECA",
+    "ECAFunction",
+    "adaptive_kernel_size",
+    "cuda_archs",
+    "eca",
+    "has_cuda_kernels",
+    "ops",
+    "reference",
+]

@@ -1,0 +1,31 @@
+"""The ``torch.autograd.Function`` tying the fused forward and backward operators together."""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import ops
+
+
+class ECAFunction(torch.autograd.Function):
+    """Differentiable fused ECA: ``ECAFunction.apply(x, weight, padding_mode) -> y``.
+
+    Shapes, dtypes and errors are those of :func:`eca_cuda.ops.eca_forward`. The backward
+    is handwritten (:func:`eca_cuda.ops.eca_backward`) and saves only ``x``, ``weight`` and
+    two ``(N, C)`` tensors. Double backward is not supported (it raises).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padding_mode: str = "zeros"):
+        y, pooled, gate = ops.eca_forward(x, weight, padding_mode)
+        ctx.save_for_backward(x, weight, pooled, gate)
+        ctx.padding_mode = padding_mode
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: torch.Tensor):
+        x, weight, pooled, gate = ctx.saved_tensors
+        grad_x, grad_weight = ops.eca_backward(grad_y, x, weight, pooled, gate, ctx.padding_mode)
+        return grad_x, grad_weight, None

@@ -1,0 +1,79 @@
+"""Thin wrappers over the C++ operators, and their fake (meta) kernels for torch.compile.
+
+The operators are defined in ``csrc/eca_ops.cpp`` and implemented per device in
+``csrc/cpu/`` and ``csrc/cuda/``. Argument checks live in that C++ host code; the fake
+kernels here only describe output shapes, dtypes and layouts.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _C  # noqa: F401  (loading the library registers the operators)
+
+__all__ = ["eca_forward", "eca_backward"]
+
+
+def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def eca_forward(
+    x: torch.Tensor, weight: torch.Tensor, padding_mode: str = "zeros"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused ECA forward: ``y = x * sigmoid(conv1d(mean(x), weight))``.
+
+    Args:
+        x: ``(N, C, *spatial)``, float16/bfloat16/float32/float64, any strides
+            (contiguous and channels_last are read natively, others are copied once).
+        weight: ``(k,)`` or ``(1, 1, k)``, ``k`` odd; dtype of ``x``, or float32 for half ``x``.
+        padding_mode: ``"zeros"`` (paper) or ``"circular"`` (timm's ``CecaModule``).
+
+    Returns:
+        ``(y, pooled, gate)``: ``y`` like ``torch.empty_like(x)``; ``pooled`` (the channel
+        means) and ``gate`` (the sigmoid) are ``(N, C)`` in float32 (float64 for float64 ``x``).
+
+    Raises:
+        ValueError: bad rank, dtype, weight shape, even ``k`` or unknown ``padding_mode``.
+        RuntimeError: ``weight`` on another device than ``x``.
+    """
+    return torch.ops.eca_cuda.eca_forward.default(x, weight, padding_mode)
+
+
+def eca_backward(
+    grad_y: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    pooled: torch.Tensor,
+    gate: torch.Tensor,
+    padding_mode: str = "zeros",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused ECA backward (``shared/design/ECA.md``, "Gradients").
+
+    Args:
+        grad_y: gradient of the loss w.r.t. ``y``, shape and dtype of ``x``.
+        x, weight, padding_mode: as given to :func:`eca_forward`.
+        pooled, gate: the ``(N, C)`` tensors :func:`eca_forward` returned.
+
+    Returns:
+        ``(grad_x, grad_weight)``: ``grad_x`` like ``torch.empty_like(x)``; ``grad_weight``
+        of ``weight``'s shape and dtype, reduced in a fixed order (deterministic).
+
+    Raises:
+        ValueError / RuntimeError: as :func:`eca_forward`, and for mismatched
+        ``grad_y``/``pooled``/``gate``.
+    """
+    return torch.ops.eca_cuda.eca_backward.default(grad_y, x, weight, pooled, gate, padding_mode)
+
+
+@torch.library.register_fake("eca_cuda::eca_forward")
+def _eca_forward_fake(x, weight, padding_mode):
+    torch._check(x.device == weight.device, lambda: "eca: weight must be on x's device")
+    stats = x.new_empty(x.shape[:2], dtype=_accumulate_dtype(x.dtype))
+    return torch.empty_like(x), stats, torch.empty_like(stats)
+
+
+@torch.library.register_fake("eca_cuda::eca_backward")
+def _eca_backward_fake(grad_y, x, weight, pooled, gate, padding_mode):
+    torch._check(x.device == weight.device, lambda: "eca: weight must be on x's device")
+    return torch.empty_like(x), torch.empty_like(weight)
