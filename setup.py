@@ -31,9 +31,13 @@ def log(message):
 
 
 def is_toolkit(path):
-    return bool(path) and os.path.isfile(os.path.join(path, "bin", "nvcc")) and (
-        glob.glob(os.path.join(path, "lib64", "libcudart.so*"))
-        or glob.glob(os.path.join(path, "lib", "libcudart.so*"))
+    return (
+        bool(path)
+        and os.path.isfile(os.path.join(path, "bin", "nvcc"))
+        and (
+            glob.glob(os.path.join(path, "lib64", "libcudart.so*"))
+            or glob.glob(os.path.join(path, "lib", "libcudart.so*"))
+        )
     )
 
 
@@ -49,7 +53,10 @@ def find_cuda_home():
     if nvcc:
         try:
             dry = subprocess.run(
-                [nvcc, "-dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull], capture_output=True, text=True, timeout=60
+                [nvcc, "-dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             match = re.search(r"_HERE_=(\S+)", dry.stdout + dry.stderr)
             if match:
@@ -104,7 +111,9 @@ if WITH_CUDA:
     nvcc_flags = ["-O0", "-g", "-G"] if DEBUG else ["-O3", "-lineinfo"]
     extra_compile_args["nvcc"] = nvcc_flags + EXTRA_NVCC_FLAGS
     extension_class = CUDAExtension
-    log(f"building CPU and CUDA kernels for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
+    log(
+        f"building CPU and CUDA kernels for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}"
+    )
 else:
     extension_class = CppExtension
     reason = "ECA_CUDA_WITH_CUDA=0" if WITH_CUDA_SWITCH == "0" else "no CUDA torch or no nvcc"

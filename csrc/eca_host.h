@@ -14,29 +14,29 @@ namespace eca_cuda {
 
 // The two dense layouts the kernels read natively. Any other strides cost one copy.
 enum class Layout {
-  ChannelsFirst, // (N, C, L), L contiguous: torch.contiguous_format
-  ChannelsLast,  // (N, L, C), C contiguous: channels_last / channels_last_3d
+  ChannelsFirst,  // (N, C, L), L contiguous: torch.contiguous_format
+  ChannelsLast,   // (N, L, C), C contiguous: channels_last / channels_last_3d
 };
 
 struct ForwardProblem {
-  at::Tensor x;      // input, laid out as `layout`
-  at::Tensor y;      // output, same layout; written by the kernel
-  at::Tensor weight; // (k,), accumulation dtype, contiguous
-  at::Tensor pooled; // (N, C), accumulation dtype; written by the kernel
-  at::Tensor gate;   // (N, C), accumulation dtype; written by the kernel
+  at::Tensor x;       // input, laid out as `layout`
+  at::Tensor y;       // output, same layout; written by the kernel
+  at::Tensor weight;  // (k,), accumulation dtype, contiguous
+  at::Tensor pooled;  // (N, C), accumulation dtype; written by the kernel
+  at::Tensor gate;    // (N, C), accumulation dtype; written by the kernel
   int64_t N, C, L, k;
   PaddingMode mode;
   Layout layout;
 };
 
 struct BackwardProblem {
-  at::Tensor grad_y;      // laid out as `layout`
-  at::Tensor x;           // laid out as `layout`
-  at::Tensor weight;      // (k,), accumulation dtype, contiguous
-  at::Tensor pooled;      // (N, C), accumulation dtype, contiguous
-  at::Tensor gate;        // (N, C), accumulation dtype, contiguous
-  at::Tensor grad_x;      // same layout as x; written by the kernel
-  at::Tensor grad_weight; // (k,), accumulation dtype; written by the kernel
+  at::Tensor grad_y;       // laid out as `layout`
+  at::Tensor x;            // laid out as `layout`
+  at::Tensor weight;       // (k,), accumulation dtype, contiguous
+  at::Tensor pooled;       // (N, C), accumulation dtype, contiguous
+  at::Tensor gate;         // (N, C), accumulation dtype, contiguous
+  at::Tensor grad_x;       // same layout as x; written by the kernel
+  at::Tensor grad_weight;  // (k,), accumulation dtype; written by the kernel
   int64_t N, C, L, k;
   PaddingMode mode;
   Layout layout;
@@ -54,10 +54,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const at::Tensor& x,
 
 // Same for the backward: returns (grad_x, grad_weight).
 std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const at::Tensor& x,
-                                                const at::Tensor& weight,
-                                                const at::Tensor& pooled,
+                                                const at::Tensor& weight, const at::Tensor& pooled,
                                                 const at::Tensor& gate,
                                                 c10::string_view padding_mode,
                                                 BackwardKernel kernel);
 
-} // namespace eca_cuda
+}  // namespace eca_cuda

@@ -45,7 +45,7 @@ ECA_HOST_DEVICE acc_t channel_conv(const acc_t* pooled_row, const acc_t* weight,
 template <typename acc_t>
 ECA_HOST_DEVICE acc_t sigmoid(acc_t z) {
 #if defined(__CUDA_ARCH__)
-  return acc_t(1) / (acc_t(1) + exp(-z)); // CUDA's float/double overloads
+  return acc_t(1) / (acc_t(1) + exp(-z));  // CUDA's float/double overloads
 #else
   return acc_t(1) / (acc_t(1) + std::exp(-z));
 #endif
@@ -66,9 +66,8 @@ ECA_HOST_DEVICE acc_t gate_input_grad(acc_t t, acc_t s) {
 // dp[c]: the transposed channel conv, dp[c] = sum_j w[j] dz[c - j + pad], with the
 // same padding rule as the forward (each tap of each output channel read once).
 template <typename acc_t>
-ECA_HOST_DEVICE acc_t channel_conv_transposed(const acc_t* dz_row, const acc_t* weight,
-                                              int64_t k, int64_t c, int64_t C,
-                                              PaddingMode mode) {
+ECA_HOST_DEVICE acc_t channel_conv_transposed(const acc_t* dz_row, const acc_t* weight, int64_t k,
+                                              int64_t c, int64_t C, PaddingMode mode) {
   const int64_t pad = (k - 1) / 2;
   acc_t dp = acc_t(0);
   for (int64_t j = 0; j < k; ++j) {
@@ -80,11 +79,10 @@ ECA_HOST_DEVICE acc_t channel_conv_transposed(const acc_t* dz_row, const acc_t* 
 
 // One (n, c) term of dw[j] = sum_n sum_c dz[n, c] * p[n, c + j - pad].
 template <typename acc_t>
-ECA_HOST_DEVICE acc_t weight_grad_term(const acc_t* dz_row, const acc_t* pooled_row,
-                                       int64_t j, int64_t k, int64_t c, int64_t C,
-                                       PaddingMode mode) {
+ECA_HOST_DEVICE acc_t weight_grad_term(const acc_t* dz_row, const acc_t* pooled_row, int64_t j,
+                                       int64_t k, int64_t c, int64_t C, PaddingMode mode) {
   const int64_t src = halo_channel(c, j - (k - 1) / 2, C, mode);
   return src >= 0 ? dz_row[c] * pooled_row[src] : acc_t(0);
 }
 
-} // namespace eca_cuda
+}  // namespace eca_cuda

@@ -1,8 +1,7 @@
 // Operator schemas (one TORCH_LIBRARY block), the shared host logic behind every device's
 // kernels, and the build-info op. Device kernels register in cpu/ and cuda/.
-#include <Python.h>
-
 #include <ATen/ATen.h>
+#include <Python.h>
 #include <torch/library.h>
 
 #include <string>
@@ -13,7 +12,7 @@
 namespace eca_cuda {
 
 #ifdef ECA_WITH_CUDA
-std::vector<int64_t> compiled_cuda_archs(); // defined in cuda/eca_kernels_cuda.cu
+std::vector<int64_t> compiled_cuda_archs();  // defined in cuda/eca_kernels_cuda.cu
 #endif
 
 namespace {
@@ -57,21 +56,22 @@ at::ScalarType accumulate_type(at::ScalarType dtype) {
 }
 
 void check_x(const at::Tensor& x) {
-  TORCH_CHECK_VALUE(x.dim() >= 3, "eca: x must be (N, C, *spatial) with at least one spatial "
-                    "dim, got shape ", x.sizes());
+  TORCH_CHECK_VALUE(x.dim() >= 3,
+                    "eca: x must be (N, C, *spatial) with at least one spatial "
+                    "dim, got shape ",
+                    x.sizes());
   const auto dtype = x.scalar_type();
-  TORCH_CHECK_VALUE(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat ||
-                        dtype == at::kDouble,
-                    "eca: x must be float16, bfloat16, float32 or float64, got ", dtype);
+  TORCH_CHECK_VALUE(
+      dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat || dtype == at::kDouble,
+      "eca: x must be float16, bfloat16, float32 or float64, got ", dtype);
 }
 
 // Returns k after checking the weight against x: (k,) or (1, 1, k), k odd, dtype that of x
 // (or float32 for half x, as under autocast), same device.
 int64_t check_weight(const at::Tensor& weight, const at::Tensor& x) {
-  const bool shape_ok = weight.dim() == 1 ||
-                        (weight.dim() == 3 && weight.size(0) == 1 && weight.size(1) == 1);
-  TORCH_CHECK_VALUE(shape_ok, "eca: weight must be (k,) or (1, 1, k), got shape ",
-                    weight.sizes());
+  const bool shape_ok =
+      weight.dim() == 1 || (weight.dim() == 3 && weight.size(0) == 1 && weight.size(1) == 1);
+  TORCH_CHECK_VALUE(shape_ok, "eca: weight must be (k,) or (1, 1, k), got shape ", weight.sizes());
   const int64_t k = weight.size(-1);
   TORCH_CHECK_VALUE(k % 2 == 1, "eca: weight must have an odd number of taps k, got k = ", k);
   const auto x_dtype = x.scalar_type();
@@ -92,7 +92,7 @@ std::tuple<int64_t, int64_t, int64_t> problem_sizes(const at::Tensor& x) {
   return {x.size(0), x.size(1), L};
 }
 
-} // namespace
+}  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const at::Tensor& x,
                                                            const at::Tensor& weight,
@@ -115,15 +115,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const at::Tensor& x,
                    weight.reshape({k}).to(acc_options.dtype()).contiguous(),
                    pooled,
                    gate,
-                   N, C, L, k, mode, layout};
+                   N,
+                   C,
+                   L,
+                   k,
+                   mode,
+                   layout};
   kernel(p);
   finish_output(y, p.y);
   return {y, pooled, gate};
 }
 
 std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const at::Tensor& x,
-                                                const at::Tensor& weight,
-                                                const at::Tensor& pooled,
+                                                const at::Tensor& weight, const at::Tensor& pooled,
                                                 const at::Tensor& gate,
                                                 c10::string_view padding_mode,
                                                 BackwardKernel kernel) {
@@ -137,10 +141,10 @@ std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const 
                     x.scalar_type(), "), got shape ", grad_y.sizes(), ", dtype ",
                     grad_y.scalar_type());
   for (const at::Tensor* t : {&pooled, &gate}) {
-    TORCH_CHECK_VALUE(t->dim() == 2 && t->size(0) == N && t->size(1) == C &&
-                          t->scalar_type() == acc_dtype,
-                      "eca_backward: pooled and gate must be (N, C) = (", N, ", ", C, ") of ",
-                      acc_dtype, ", got shape ", t->sizes(), ", dtype ", t->scalar_type());
+    TORCH_CHECK_VALUE(
+        t->dim() == 2 && t->size(0) == N && t->size(1) == C && t->scalar_type() == acc_dtype,
+        "eca_backward: pooled and gate must be (N, C) = (", N, ", ", C, ") of ", acc_dtype,
+        ", got shape ", t->sizes(), ", dtype ", t->scalar_type());
   }
   for (const at::Tensor* t : {&grad_y, &pooled, &gate}) {
     TORCH_CHECK(t->device() == x.device(), "eca_backward: all tensors must be on x's device (",
@@ -158,22 +162,29 @@ std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const 
                       gate.contiguous(),
                       kernel_output(grad_x, layout),
                       grad_weight_acc,
-                      N, C, L, k, mode, layout};
+                      N,
+                      C,
+                      L,
+                      k,
+                      mode,
+                      layout};
     kernel(p);
     finish_output(grad_x, p.grad_x);
   }
   return {grad_x, grad_weight_acc.to(weight.scalar_type()).view(weight.sizes())};
 }
 
-} // namespace eca_cuda
+}  // namespace eca_cuda
 
 TORCH_LIBRARY(eca_cuda, m) {
   // y = x * sigmoid(conv1d(mean(x), w)); pooled and gate are (N, C) in float32 (float64
   // for float64 x) and are what eca_backward needs besides x.
-  m.def("eca_forward(Tensor x, Tensor weight, str padding_mode) -> "
-        "(Tensor y, Tensor pooled, Tensor gate)");
-  m.def("eca_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor pooled, Tensor gate, "
-        "str padding_mode) -> (Tensor grad_x, Tensor grad_weight)");
+  m.def(
+      "eca_forward(Tensor x, Tensor weight, str padding_mode) -> "
+      "(Tensor y, Tensor pooled, Tensor gate)");
+  m.def(
+      "eca_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor pooled, Tensor gate, "
+      "str padding_mode) -> (Tensor grad_x, Tensor grad_weight)");
   // SM numbers the CUDA kernels were compiled for (e.g. [80, 90]); empty without CUDA.
   m.def("compiled_cuda_archs() -> int[]", []() -> std::vector<int64_t> {
 #ifdef ECA_WITH_CUDA

@@ -28,4 +28,3 @@ def summary() -> str:
         f"eca_cuda: torch {torch.__version__} (CUDA {torch.version.cuda}); "
         f"CUDA kernels: {archs}; GPU available: {torch.cuda.is_available()}"
     )
-

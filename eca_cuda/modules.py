@@ -62,7 +62,9 @@ class ECA(nn.Module):
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"ECA: kernel_size must be a positive odd int, got {kernel_size!r}")
         if padding_mode not in PADDING_MODES:
-            raise ValueError(f"ECA: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+            raise ValueError(
+                f"ECA: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}"
+            )
         self.channels = channels
         self.kernel_size = kernel_size
         self.padding_mode = padding_mode

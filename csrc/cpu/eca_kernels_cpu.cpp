@@ -26,6 +26,24 @@ int64_t grain_rows(int64_t row_length) {
   return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_length));
 }
 
+// Sum of a[0..L) (* b[0..L)) in kLanes independent accumulators, combined in a fixed order:
+// breaks the serial add chain so the compiler vectorizes it, and stays deterministic.
+template <typename scalar_t, typename acc_t>
+acc_t row_sum(const scalar_t* a, const scalar_t* b, int64_t L) {
+  constexpr int64_t kLanes = 16;
+  std::array<acc_t, kLanes> lanes{};
+  const int64_t body = L - L % kLanes;
+  for (int64_t l = 0; l < body; l += kLanes) {
+    for (int64_t i = 0; i < kLanes; ++i) {
+      lanes[i] += b ? acc_t(a[l + i]) * acc_t(b[l + i]) : acc_t(a[l + i]);
+    }
+  }
+  acc_t sum = acc_t(0);
+  for (int64_t l = body; l < L; ++l) sum += b ? acc_t(a[l]) * acc_t(b[l]) : acc_t(a[l]);
+  for (int64_t i = 0; i < kLanes; ++i) sum += lanes[i];
+  return sum;
+}
+
 // out[n, c] = scale * sum_l a[n, c, l] (* b[n, c, l] when b is given), accumulated in acc_t.
 template <typename scalar_t, typename acc_t>
 void reduce_channels(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C, int64_t L,
@@ -33,15 +51,9 @@ void reduce_channels(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C,
   if (layout == Layout::ChannelsFirst) {
     at::parallel_for(0, N * C, grain_rows(L), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        const scalar_t* ar = a + r * L;
-        const scalar_t* br = b ? b + r * L : nullptr;
-        acc_t sum = acc_t(0);
-        if (br) {
-          for (int64_t l = 0; l < L; ++l) sum += acc_t(ar[l]) * acc_t(br[l]);
-        } else {
-          for (int64_t l = 0; l < L; ++l) sum += acc_t(ar[l]);
-        }
-        out[r] = sum * scale;
+        out[r] = (b ? row_sum<scalar_t, acc_t>(a + r * L, b + r * L, L)
+                    : row_sum<scalar_t, acc_t>(a + r * L, nullptr, L)) *
+                 scale;
       }
     });
     return;
@@ -57,8 +69,7 @@ void reduce_channels(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C,
       for (int64_t l = 0; l < L; ++l) {
         const int64_t offset = (n * L + l) * C + c0;
         if (b) {
-          for (int64_t i = 0; i < width; ++i)
-            sum[i] += acc_t(a[offset + i]) * acc_t(b[offset + i]);
+          for (int64_t i = 0; i < width; ++i) sum[i] += acc_t(a[offset + i]) * acc_t(b[offset + i]);
         } else {
           for (int64_t i = 0; i < width; ++i) sum[i] += acc_t(a[offset + i]);
         }
@@ -70,8 +81,8 @@ void reduce_channels(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C,
 
 // out[n, c, l] = in[n, c, l] * scale[n, c] (+ shift[n, c] when given).
 template <typename scalar_t, typename acc_t>
-void scale_shift(const scalar_t* in, const acc_t* scale, const acc_t* shift, int64_t N,
-                 int64_t C, int64_t L, Layout layout, scalar_t* out) {
+void scale_shift(const scalar_t* in, const acc_t* scale, const acc_t* shift, int64_t N, int64_t C,
+                 int64_t L, Layout layout, scalar_t* out) {
   if (layout == Layout::ChannelsFirst) {
     at::parallel_for(0, N * C, grain_rows(L), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
@@ -133,7 +144,7 @@ void backward_typed(const BackwardProblem& p) {
   acc_t* dz = dz_t.mutable_data_ptr<acc_t>();
   acc_t* shift = shift_t.mutable_data_ptr<acc_t>();
 
-  reduce_channels<scalar_t, acc_t>(g, x, N, C, L, p.layout, acc_t(1), dz); // dz holds t
+  reduce_channels<scalar_t, acc_t>(g, x, N, C, L, p.layout, acc_t(1), dz);  // dz holds t
   for (int64_t r = 0; r < N * C; ++r) dz[r] = gate_input_grad(dz[r], gate[r]);
   for (int64_t r = 0; r < N * C; ++r) {
     const int64_t n = r / C, c = r % C;
@@ -161,8 +172,8 @@ void forward_kernel_cpu(const ForwardProblem& p) {
 }
 
 void backward_kernel_cpu(const BackwardProblem& p) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(),
-                                  "eca_backward_cpu", [&] { backward_typed<scalar_t>(p); });
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "eca_backward_cpu",
+                                  [&] { backward_typed<scalar_t>(p); });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> eca_forward_cpu(const at::Tensor& x,
@@ -179,11 +190,11 @@ std::tuple<at::Tensor, at::Tensor> eca_backward_cpu(const at::Tensor& grad_y, co
   return run_backward(grad_y, x, weight, pooled, gate, padding_mode, &backward_kernel_cpu);
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(eca_cuda, CPU, m) {
   m.impl("eca_forward", &eca_forward_cpu);
   m.impl("eca_backward", &eca_backward_cpu);
 }
 
-} // namespace eca_cuda
+}  // namespace eca_cuda

@@ -11,9 +11,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cub/block/block_reduce.cuh>
-
 #include <algorithm>
+#include <cub/block/block_reduce.cuh>
 #include <vector>
 
 #include "../eca_host.h"
@@ -23,7 +22,7 @@ namespace eca_cuda {
 // SM numbers this file was compiled for, from nvcc's own list (CUDA >= 11.5).
 std::vector<int64_t> compiled_cuda_archs() {
 #ifdef __CUDA_ARCH_LIST__
-  std::vector<int64_t> archs{__CUDA_ARCH_LIST__}; // e.g. 800,900
+  std::vector<int64_t> archs{__CUDA_ARCH_LIST__};  // e.g. 800,900
   for (auto& arch : archs) arch /= 10;
   return archs;
 #else
@@ -40,9 +39,8 @@ constexpr int kTileL = 8;
 
 // out[r] = scale * sum_l a[r, l] (* b[r, l]) for rows r = n * C + c of a (N, C, L) tensor.
 template <typename scalar_t, typename acc_t, bool kProduct>
-__global__ void reduce_rows_kernel(const scalar_t* __restrict__ a,
-                                   const scalar_t* __restrict__ b, int64_t L, acc_t scale,
-                                   acc_t* __restrict__ out) {
+__global__ void reduce_rows_kernel(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b,
+                                   int64_t L, acc_t scale, acc_t* __restrict__ out) {
   using BlockReduce = cub::BlockReduce<acc_t, kThreads>;
   __shared__ typename BlockReduce::TempStorage temp;
   const int64_t row = blockIdx.x;
@@ -93,8 +91,8 @@ __global__ void gate_kernel(const acc_t* __restrict__ pooled, const acc_t* __res
 
 // dz = t * s * (1 - s), in place over t.
 template <typename acc_t>
-__global__ void gate_input_grad_kernel(acc_t* __restrict__ t_to_dz,
-                                       const acc_t* __restrict__ gate, int64_t NC) {
+__global__ void gate_input_grad_kernel(acc_t* __restrict__ t_to_dz, const acc_t* __restrict__ gate,
+                                       int64_t NC) {
   const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r < NC) t_to_dz[r] = gate_input_grad(t_to_dz[r], gate[r]);
 }
@@ -102,8 +100,8 @@ __global__ void gate_input_grad_kernel(acc_t* __restrict__ t_to_dz,
 // shift = dp / L, the per-channel term of grad_x.
 template <typename acc_t>
 __global__ void pooled_grad_kernel(const acc_t* __restrict__ dz, const acc_t* __restrict__ w,
-                                   int64_t NC, int64_t C, int64_t k, int64_t L,
-                                   PaddingMode mode, acc_t* __restrict__ shift) {
+                                   int64_t NC, int64_t C, int64_t k, int64_t L, PaddingMode mode,
+                                   acc_t* __restrict__ shift) {
   const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= NC) return;
   const int64_t n = r / C, c = r % C;
@@ -112,8 +110,7 @@ __global__ void pooled_grad_kernel(const acc_t* __restrict__ dz, const acc_t* __
 
 // out = in * scale[n, c] (+ shift[n, c]); grid-stride over all elements, 64-bit indices.
 template <typename scalar_t, typename acc_t, bool kChannelsLast>
-__global__ void scale_shift_kernel(const scalar_t* __restrict__ in,
-                                   const acc_t* __restrict__ scale,
+__global__ void scale_shift_kernel(const scalar_t* __restrict__ in, const acc_t* __restrict__ scale,
                                    const acc_t* __restrict__ shift, int64_t numel, int64_t C,
                                    int64_t L, scalar_t* __restrict__ out) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
@@ -126,9 +123,9 @@ __global__ void scale_shift_kernel(const scalar_t* __restrict__ in,
 
 // dw[j] = sum_{n, c} dz[n, c] p[n, c + j - pad]: one block per tap, fixed-order block sum.
 template <typename acc_t>
-__global__ void weight_grad_kernel(const acc_t* __restrict__ dz,
-                                   const acc_t* __restrict__ pooled, int64_t NC, int64_t C,
-                                   int64_t k, PaddingMode mode, acc_t* __restrict__ grad_w) {
+__global__ void weight_grad_kernel(const acc_t* __restrict__ dz, const acc_t* __restrict__ pooled,
+                                   int64_t NC, int64_t C, int64_t k, PaddingMode mode,
+                                   acc_t* __restrict__ grad_w) {
   using BlockReduce = cub::BlockReduce<acc_t, kThreads>;
   __shared__ typename BlockReduce::TempStorage temp;
   const int64_t j = blockIdx.x;
@@ -153,16 +150,19 @@ void launch_reduce(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C, i
     if (b) {
       reduce_rows_kernel<scalar_t, acc_t, true><<<grid, kThreads, 0, stream>>>(a, b, L, scale, out);
     } else {
-      reduce_rows_kernel<scalar_t, acc_t, false><<<grid, kThreads, 0, stream>>>(a, b, L, scale, out);
+      reduce_rows_kernel<scalar_t, acc_t, false>
+          <<<grid, kThreads, 0, stream>>>(a, b, L, scale, out);
     }
   } else {
     // 1-D grid over (n, channel tile): gridDim.y would cap N at 65535.
     const auto grid = static_cast<unsigned>(N * ((C + kTileC - 1) / kTileC));
     const dim3 block(kTileC, kTileL);
     if (b) {
-      reduce_columns_kernel<scalar_t, acc_t, true><<<grid, block, 0, stream>>>(a, b, C, L, scale, out);
+      reduce_columns_kernel<scalar_t, acc_t, true>
+          <<<grid, block, 0, stream>>>(a, b, C, L, scale, out);
     } else {
-      reduce_columns_kernel<scalar_t, acc_t, false><<<grid, block, 0, stream>>>(a, b, C, L, scale, out);
+      reduce_columns_kernel<scalar_t, acc_t, false>
+          <<<grid, block, 0, stream>>>(a, b, C, L, scale, out);
     }
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -170,16 +170,17 @@ void launch_reduce(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C, i
 
 template <typename scalar_t, typename acc_t>
 void launch_scale_shift(const scalar_t* in, const acc_t* scale, const acc_t* shift, int64_t N,
-                        int64_t C, int64_t L, Layout layout, scalar_t* out,
-                        cudaStream_t stream) {
+                        int64_t C, int64_t L, Layout layout, scalar_t* out, cudaStream_t stream) {
   const int64_t numel = N * C * L;
   if (numel == 0) return;
   // Enough blocks to fill any current GPU; the grid-stride loop covers the rest.
   const unsigned grid = std::min<unsigned>(blocks_for(numel), 65535u * 8u);
   if (layout == Layout::ChannelsLast) {
-    scale_shift_kernel<scalar_t, acc_t, true><<<grid, kThreads, 0, stream>>>(in, scale, shift, numel, C, L, out);
+    scale_shift_kernel<scalar_t, acc_t, true>
+        <<<grid, kThreads, 0, stream>>>(in, scale, shift, numel, C, L, out);
   } else {
-    scale_shift_kernel<scalar_t, acc_t, false><<<grid, kThreads, 0, stream>>>(in, scale, shift, numel, C, L, out);
+    scale_shift_kernel<scalar_t, acc_t, false>
+        <<<grid, kThreads, 0, stream>>>(in, scale, shift, numel, C, L, out);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -215,12 +216,12 @@ void backward_typed(const BackwardProblem& p) {
   acc_t* dz = dz_t.mutable_data_ptr<acc_t>();
   acc_t* shift = shift_t.mutable_data_ptr<acc_t>();
 
-  launch_reduce<scalar_t, acc_t>(g, p.x.const_data_ptr<scalar_t>(), N, C, L, p.layout, acc_t(1),
-                                 dz, stream); // dz holds t
+  launch_reduce<scalar_t, acc_t>(g, p.x.const_data_ptr<scalar_t>(), N, C, L, p.layout, acc_t(1), dz,
+                                 stream);  // dz holds t
   gate_input_grad_kernel<acc_t><<<blocks_for(NC), kThreads, 0, stream>>>(dz, gate, NC);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  pooled_grad_kernel<acc_t><<<blocks_for(NC), kThreads, 0, stream>>>(dz, w, NC, C, p.k, L,
-                                                                     p.mode, shift);
+  pooled_grad_kernel<acc_t>
+      <<<blocks_for(NC), kThreads, 0, stream>>>(dz, w, NC, C, p.k, L, p.mode, shift);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   launch_scale_shift<scalar_t, acc_t>(g, gate, shift, N, C, L, p.layout,
                                       p.grad_x.mutable_data_ptr<scalar_t>(), stream);
@@ -232,14 +233,14 @@ void backward_typed(const BackwardProblem& p) {
 
 void forward_kernel_cuda(const ForwardProblem& p) {
   const c10::cuda::CUDAGuard guard(p.x.device());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(),
-                                  "eca_forward_cuda", [&] { forward_typed<scalar_t>(p); });
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "eca_forward_cuda",
+                                  [&] { forward_typed<scalar_t>(p); });
 }
 
 void backward_kernel_cuda(const BackwardProblem& p) {
   const c10::cuda::CUDAGuard guard(p.x.device());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(),
-                                  "eca_backward_cuda", [&] { backward_typed<scalar_t>(p); });
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.x.scalar_type(), "eca_backward_cuda",
+                                  [&] { backward_typed<scalar_t>(p); });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> eca_forward_cuda(const at::Tensor& x,
@@ -248,8 +249,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> eca_forward_cuda(const at::Tensor
   return run_forward(x, weight, padding_mode, &forward_kernel_cuda);
 }
 
-std::tuple<at::Tensor, at::Tensor> eca_backward_cuda(const at::Tensor& grad_y,
-                                                     const at::Tensor& x,
+std::tuple<at::Tensor, at::Tensor> eca_backward_cuda(const at::Tensor& grad_y, const at::Tensor& x,
                                                      const at::Tensor& weight,
                                                      const at::Tensor& pooled,
                                                      const at::Tensor& gate,
@@ -257,11 +257,11 @@ std::tuple<at::Tensor, at::Tensor> eca_backward_cuda(const at::Tensor& grad_y,
   return run_backward(grad_y, x, weight, pooled, gate, padding_mode, &backward_kernel_cuda);
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(eca_cuda, CUDA, m) {
   m.impl("eca_forward", &eca_forward_cuda);
   m.impl("eca_backward", &eca_backward_cuda);
 }
 
-} // namespace eca_cuda
+}  // namespace eca_cuda

@@ -1,0 +1,61 @@
+"""Shared test helpers: devices, memory formats, and the honest tolerance rule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import eca_cuda
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.needs_cuda)]
+MEMORY_FORMATS = ["contiguous", "channels_last", "strided"]
+PADDING_MODES = ["zeros", "circular"]
+
+
+def to_memory_format(x: torch.Tensor, memory_format: str) -> torch.Tensor:
+    """``x`` with the same values in the given layout (any rank >= 3)."""
+    if memory_format == "contiguous":
+        return x.contiguous()
+    if memory_format == "channels_last":  # (N, *spatial, C) dense, as channels_last(_3d)
+        return x.movedim(1, -1).contiguous().movedim(-1, 1)
+    if memory_format == "strided":  # a non-dense view: every other element of a wider last dim
+        wide = torch.zeros(*x.shape[:-1], 2 * x.shape[-1], dtype=x.dtype, device=x.device)
+        wide[..., ::2] = x
+        return wide[..., ::2]
+    raise ValueError(memory_format)
+
+
+def forward_backward(fn, x, weight, grad_y, padding_mode):
+    """(y, grad_x, grad_weight) of ``fn(x, weight, padding_mode)`` for upstream ``grad_y``."""
+    x = x.detach().requires_grad_()
+    weight = weight.detach().requires_grad_()
+    y = fn(x, weight, padding_mode)
+    grad_x, grad_weight = torch.autograd.grad(y, (x, weight), grad_y)
+    return y, grad_x, grad_weight
+
+
+def reference_float64(x, weight, grad_y, padding_mode):
+    """The reference evaluated in float64 on the upcast inputs."""
+    return forward_backward(
+        eca_cuda.reference.eca, x.double(), weight.double(), grad_y.double(), padding_mode
+    )
+
+
+def assert_close_to_reference(ours, ref64, ref_lowp, dtype, name):
+    """Our error vs the float64 reference must be small for float32/64; for half types at most
+    2x the error of the reference itself evaluated in that dtype (plus one eps of scale)."""
+    ours, ref64 = ours.double(), ref64.double()
+    if dtype == torch.float64:
+        torch.testing.assert_close(ours, ref64, atol=1e-12, rtol=1e-10, msg=name)
+        return
+    if dtype == torch.float32:
+        scale = ref64.abs().max().item() if ref64.numel() else 0.0
+        torch.testing.assert_close(ours, ref64, atol=1e-5 * max(scale, 1.0), rtol=1e-5, msg=name)
+        return
+    if ref64.numel() == 0:
+        assert ours.numel() == 0
+        return
+    err = (ours - ref64).abs().max().item()
+    ref_err = (ref_lowp.double() - ref64).abs().max().item()
+    floor = torch.finfo(dtype).eps * ref64.abs().max().item()
+    assert err <= 2 * ref_err + floor, f"{name}: error {err:.3g} vs reference's own {ref_err:.3g}"

@@ -1,0 +1,41 @@
+"""torch.compile(fullgraph=True) traces the ops (fake kernels) with no graph break."""
+
+import pytest
+import torch
+from torch import nn
+
+import eca_cuda
+from helpers import DEVICES
+
+
+class TinyECANet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.eca1 = eca_cuda.ECA(channels=16)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1, stride=2)
+        self.eca2 = eca_cuda.ECA(kernel_size=5, padding_mode="circular")
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.eca1(torch.relu(self.conv1(x)))
+        x = self.eca2(torch.relu(self.conv2(x)))
+        return self.head(x.mean((2, 3)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph_forward_backward(device):
+    torch.manual_seed(0)
+    model = TinyECANet().to(device)
+    x = torch.randn(4, 3, 16, 16, device=device).to(memory_format=torch.channels_last)
+    compiled = torch.compile(model, fullgraph=True)
+    out_c = compiled(x)
+    out_c.square().mean().backward()
+    grads_c = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    out_e = model(x)
+    out_e.square().mean().backward()
+    torch.testing.assert_close(out_c, out_e, rtol=1e-4, atol=1e-5)
+    for g_c, p in zip(grads_c, model.parameters()):
+        torch.testing.assert_close(g_c, p.grad, rtol=1e-4, atol=1e-5)
