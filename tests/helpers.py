@@ -59,3 +59,14 @@ def assert_close_to_reference(ours, ref64, ref_lowp, dtype, name):
     ref_err = (ref_lowp.double() - ref64).abs().max().item()
     floor = torch.finfo(dtype).eps * ref64.abs().max().item()
     assert err <= 2 * ref_err + floor, f"{name}: error {err:.3g} vs reference's own {ref_err:.3g}"
+
+
+def check_against_reference(x, weight, grad_y, padding_mode):
+    """Runs eca_cuda.eca forward+backward, checks y, grad_x and grad_weight against the
+    float64 reference with :func:`assert_close_to_reference`, and returns them."""
+    ours = forward_backward(eca_cuda.eca, x, weight, grad_y, padding_mode)
+    ref64 = reference_float64(x, weight, grad_y, padding_mode)
+    ref_lowp = forward_backward(eca_cuda.reference.eca, x, weight, grad_y, padding_mode)
+    for name, *values in zip(("y", "grad_x", "grad_weight"), ours, ref64, ref_lowp):
+        assert_close_to_reference(*values, x.dtype, name)
+    return ours

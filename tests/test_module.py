@@ -95,3 +95,26 @@ def test_repr():
     assert "channels=2048, kernel_size=7, padding_mode='circular'" in repr(
         eca_cuda.ECA(2048, padding_mode="circular")
     )
+
+
+@pytest.mark.parametrize(
+    "device, dtype",
+    [("cpu", torch.bfloat16), pytest.param("cuda", torch.float16, marks=pytest.mark.needs_cuda)],
+)
+def test_autocast_keeps_weight_float32(device, dtype):
+    """Under autocast x arrives in half precision while the weight stays float32."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 32, 3, padding=1).to(device)
+    ours = eca_cuda.ECA(channels=32).to(device)
+    ref = eca_cuda.reference.ECA(channels=32).to(device)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 8, 6, 6, device=device)
+    with torch.autocast(device, dtype=dtype):
+        h = conv(x)
+        y, y_ref = ours(h), ref(h)
+    assert h.dtype == y.dtype == y_ref.dtype == dtype
+    torch.testing.assert_close(y.float(), y_ref.float(), rtol=2e-2, atol=2e-2)
+    y.float().square().sum().backward(retain_graph=True)  # conv's graph is shared
+    y_ref.float().square().sum().backward()
+    assert ours.conv.weight.dtype == ours.conv.weight.grad.dtype == torch.float32
+    torch.testing.assert_close(ours.conv.weight.grad, ref.conv.weight.grad, rtol=5e-2, atol=5e-2)
