@@ -138,30 +138,41 @@ void backward_typed(const BackwardProblem& p) {
   const acc_t* pooled = p.pooled.const_data_ptr<acc_t>();
   const acc_t* gate = p.gate.const_data_ptr<acc_t>();
 
-  // (N, C) scratch: dz, then the per-channel shift dp / L added to g * s.
+  // (N, C) scratch: t then dz in place, and the per-channel shift dp / L added to g * s.
   at::Tensor dz_t = at::empty({N, C}, p.pooled.options());
   at::Tensor shift_t = at::empty({N, C}, p.pooled.options());
+  at::Tensor partial_t = at::empty({N, k}, p.pooled.options());  // per-sample dw
   acc_t* dz = dz_t.mutable_data_ptr<acc_t>();
   acc_t* shift = shift_t.mutable_data_ptr<acc_t>();
+  acc_t* partial = partial_t.mutable_data_ptr<acc_t>();
 
   reduce_channels<scalar_t, acc_t>(g, x, N, C, L, p.layout, acc_t(1), dz);  // dz holds t
-  for (int64_t r = 0; r < N * C; ++r) dz[r] = gate_input_grad(dz[r], gate[r]);
-  for (int64_t r = 0; r < N * C; ++r) {
-    const int64_t n = r / C, c = r % C;
-    shift[r] = channel_conv_transposed(dz + n * C, w, k, c, C, p.mode) / acc_t(L);
-  }
+  // Samples are independent: each gets its dz, shift and share of dw on one thread.
+  at::parallel_for(0, N, grain_rows(C * k), [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      acc_t* dz_n = dz + n * C;
+      for (int64_t c = 0; c < C; ++c) dz_n[c] = gate_input_grad(dz_n[c], gate[n * C + c]);
+      for (int64_t c = 0; c < C; ++c) {
+        shift[n * C + c] = channel_conv_transposed(dz_n, w, k, c, C, p.mode) / acc_t(L);
+      }
+      for (int64_t j = 0; j < k; ++j) {
+        acc_t sum = acc_t(0);
+        for (int64_t c = 0; c < C; ++c) {
+          sum += weight_grad_term(dz_n, pooled + n * C, j, k, c, C, p.mode);
+        }
+        partial[n * k + j] = sum;
+      }
+    }
+  });
   if (L > 0) {
     scale_shift<scalar_t, acc_t>(g, gate, shift, N, C, L, p.layout,
                                  p.grad_x.mutable_data_ptr<scalar_t>());
   }
-  // Fixed summation order over (n, c): bitwise reproducible.
+  // Per-sample partials summed in sample order: bitwise reproducible for any thread count.
   acc_t* grad_w = p.grad_weight.mutable_data_ptr<acc_t>();
   for (int64_t j = 0; j < k; ++j) {
     acc_t sum = acc_t(0);
-    for (int64_t r = 0; r < N * C; ++r) {
-      const int64_t n = r / C, c = r % C;
-      sum += weight_grad_term(dz + n * C, pooled + n * C, j, k, c, C, p.mode);
-    }
+    for (int64_t n = 0; n < N; ++n) sum += partial[n * k + j];
     grad_w[j] = sum;
   }
 }
