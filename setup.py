@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 from setuptools import find_packages, setup
 
@@ -100,6 +101,11 @@ WITH_CUDA = cuda_possible and WITH_CUDA_SWITCH != "0"
 sources = sorted(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")))
 sources += sorted(glob.glob(os.path.join(ROOT, "csrc", "cpu", "*.cpp")))
 cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3"]
+# at::parallel_for is a header template over `#pragma omp parallel` when torch uses OpenMP:
+# without -fopenmp here the CPU kernels would silently run on one thread.
+OPENMP = torch.backends.openmp.is_available() and sys.platform != "darwin"
+openmp_flags = ["-fopenmp"] if OPENMP else []
+cxx_flags += openmp_flags
 define_macros = []
 extra_compile_args = {"cxx": cxx_flags}
 
@@ -118,7 +124,7 @@ else:
     extension_class = CppExtension
     reason = "ECA_CUDA_WITH_CUDA=0" if WITH_CUDA_SWITCH == "0" else "no CUDA torch or no nvcc"
     log(f"building CPU kernels only ({reason})")
-log(f"debug={DEBUG}, MAX_JOBS={os.environ.get('MAX_JOBS', 'torch default')}")
+log(f"OpenMP={OPENMP}, debug={DEBUG}, MAX_JOBS={os.environ.get('MAX_JOBS', 'torch default')}")
 
 setup(
     name="eca_cuda",
@@ -132,6 +138,7 @@ setup(
             include_dirs=[os.path.join(ROOT, "csrc")],
             define_macros=define_macros,
             extra_compile_args=extra_compile_args,
+            extra_link_args=openmp_flags,
         )
     ],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},

@@ -1,10 +1,12 @@
 """Time eca_cuda against the eager and compiled reference on published ECA layer shapes.
 
 Providers: ``eca_cuda`` (fused op), ``reference`` (eager ``eca_cuda.reference.eca``) and
-``compiled`` (``torch.compile(reference.eca)``); modes ``forward`` (no grad) and ``full``
-(forward + backward). Each case also times ``y.copy_(x)`` on the same tensor: the op is
-memory-bound, so GB/s against that copy bandwidth is its efficiency. Minimal traffic is
-2|x| forward (read x, write y) and 5|x| forward+backward (shared/design/ECA.md).
+``compiled`` (``torch.compile(reference.eca)``); modes ``forward`` (no grad), ``backward``
+(one backward of a retained graph) and ``full`` (forward + backward). Each case also times
+the rooflines on the same tensors: ``y.copy_(x)`` for the forward (2 passes, one launch) and
+``torch.add(g, x, out=dx)`` for the backward (3 passes); ``full`` is held against their sum.
+The op is memory-bound, so time over roofline (and GB/s of the minimal traffic: 2|x|
+forward, 3|x| backward, 5|x| both; shared/design/ECA.md) is its efficiency.
 
 Timing: ``torch.utils.benchmark.Timer.blocked_autorange`` after warm-up, providers of a case
 interleaved in rounds so machine drift hits all alike; p20/p50/p80 over all blocks.
@@ -34,12 +36,22 @@ from eca_cuda import reference
 
 HERE = Path(__file__).resolve().parent
 PROVIDERS = ("eca_cuda", "reference", "compiled")
-MODES = ("forward", "full")
-MIN_BYTES_FACTOR = {"forward": 2, "full": 5}  # passes over |x| a perfect kernel makes
+MODES = ("forward", "backward", "full")
+MIN_BYTES_FACTOR = {"forward": 2, "backward": 3, "full": 5}  # passes over |x| at the minimum
+RESNET50 = "ECA-ResNet-50 (official k3557)"
+MOBILENETV2 = "ECA-MobileNetV2 (official k13)"
+# (model, N) pairs of each preset; the GPU presets follow issue 3, the CPU ones issue 4.
+PRESETS = {
+    ("cpu", False): [(RESNET50, 8)],
+    ("cpu", True): [(RESNET50, 1), (RESNET50, 8), (MOBILENETV2, 8)],
+    ("cuda", False): [(RESNET50, 32)],
+    ("cuda", True): [(m, n) for n in (1, 32, 128) for m in (RESNET50, MOBILENETV2)],
+}
 
 
 @dataclass(frozen=True)
 class Case:
+    model: str
     N: int
     C: int
     H: int
@@ -101,6 +113,15 @@ def make_step(provider: str, mode: str, x: torch.Tensor, weight: torch.Tensor, c
     x_leaf = x.detach().requires_grad_()
     w_leaf = weight.detach().requires_grad_()
     grad_y = torch.randn_like(x)
+    if mode == "backward":
+        y = fn(x_leaf, w_leaf)
+
+        def backward():
+            x_leaf.grad = None
+            w_leaf.grad = None
+            y.backward(grad_y, retain_graph=True)
+
+        return backward
 
     def full():
         x_leaf.grad = None
@@ -120,7 +141,10 @@ def time_rounds(steps: dict, device: str, rounds: int, min_run_time: float) -> d
     times = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
-            timer = benchmark.Timer(stmt="step()", globals={"step": step})
+            # Timer defaults to one thread; time with all of them, as users run.
+            timer = benchmark.Timer(
+                stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads()
+            )
             times[name].extend(timer.blocked_autorange(min_run_time=min_run_time).times)
     return times
 
@@ -139,21 +163,26 @@ def run_case(case: Case, device: str, compiled_fn, rounds: int, min_run_time: fl
         x = x.contiguous(memory_format=torch.channels_last)
     weight = torch.randn(case.k, generator=gen).to(device, case.dtype)
     copy_out = torch.empty_like(x)
-    steps = {("copy", "forward"): lambda: copy_out.copy_(x)}
+    add_g, add_out = torch.randn_like(x), torch.empty_like(x)
+    steps = {
+        ("copy", "roofline"): lambda: copy_out.copy_(x),
+        ("add", "roofline"): lambda: torch.add(add_g, x, out=add_out),
+    }
     for mode in MODES:
         for provider in PROVIDERS:
             steps[(provider, mode)] = make_step(provider, mode, x, weight, compiled_fn)
     times = time_rounds(steps, device, rounds, min_run_time)
 
     x_bytes = x.numel() * x.element_size()
-    copy_s = statistics.median(times[("copy", "forward")])
-    copy_gbps = 2 * x_bytes / copy_s / 1e9
+    copy_s = statistics.median(times[("copy", "roofline")])
+    add_s = statistics.median(times[("add", "roofline")])
+    roofline_s = {"forward": copy_s, "backward": add_s, "full": copy_s + add_s}
     rows = []
     for mode in MODES:
         eager_s = statistics.median(times[("reference", mode)])
+        compiled_s = statistics.median(times[("compiled", mode)])
         for provider in PROVIDERS:
             p20, p50, p80 = quantiles(times[(provider, mode)])
-            gbps = MIN_BYTES_FACTOR[mode] * x_bytes / p50 / 1e9
             rows.append(
                 {
                     "kernel": "eca",
@@ -161,7 +190,9 @@ def run_case(case: Case, device: str, compiled_fn, rounds: int, min_run_time: fl
                     "mode": mode,
                     "metric": "time",
                     "unit": "ms",
+                    "model": case.model,
                     "shape": f"{case.N}x{case.C}x{case.H}x{case.W}",
+                    "N": case.N,
                     "k": case.k,
                     "dtype": str(case.dtype).replace("torch.", ""),
                     "memory_format": case.memory_format,
@@ -169,31 +200,60 @@ def run_case(case: Case, device: str, compiled_fn, rounds: int, min_run_time: fl
                     "p50": p50 * 1e3,
                     "p80": p80 * 1e3,
                     "speedup_vs_eager": eager_s / p50,
-                    "gbps": gbps,
-                    "copy_gbps": copy_gbps,
-                    "pct_of_copy_bandwidth": 100 * gbps / copy_gbps,
+                    "speedup_vs_compiled": compiled_s / p50,
+                    "gbps": MIN_BYTES_FACTOR[mode] * x_bytes / p50 / 1e9,
+                    "roofline_ms": roofline_s[mode] * 1e3,
+                    "x_roofline": p50 / roofline_s[mode],
+                    "copy_gbps": 2 * x_bytes / copy_s / 1e9,
                 }
             )
     return rows
 
 
 def format_table(rows: list[dict]) -> list[str]:
-    header = (
-        "| shape | k | dtype | format | mode | eca_cuda ms | eager ms | compiled ms "
-        "| x eager | x compiled | eca GB/s | % of copy |"
-    )
-    lines = [header, "|" + "---|" * 12]
-    by_key = {}
+    lines = [
+        "| shape | k | dtype | format | mode | eca_cuda ms | eager ms | compiled ms | x eager "
+        "| x compiled | eca GB/s | roofline ms | x roofline |",
+        "|" + "---|" * 13,
+    ]
     for r in rows:
-        by_key.setdefault((r["shape"], r["k"], r["dtype"], r["memory_format"], r["mode"]), {})[
-            r["provider"]
-        ] = r
-    for (shape, k, dtype, fmt, mode), p in by_key.items():
-        ours = p["eca_cuda"]
+        if r["provider"] != "eca_cuda":
+            continue
+        key = (r["shape"], r["dtype"], r["memory_format"], r["mode"])
+        others = {
+            o["provider"]: o
+            for o in rows
+            if (o["shape"], o["dtype"], o["memory_format"], o["mode"]) == key
+        }
         lines.append(
-            f"| {shape} | {k} | {dtype} | {fmt} | {mode} | {ours['p50']:.3f} | {p['reference']['p50']:.3f} "
-            f"| {p['compiled']['p50']:.3f} | {ours['speedup_vs_eager']:.2f} "
-            f"| {p['compiled']['p50'] / ours['p50']:.2f} | {ours['gbps']:.1f} | {ours['pct_of_copy_bandwidth']:.0f} |"
+            f"| {r['shape']} | {r['k']} | {r['dtype']} | {r['memory_format']} | {r['mode']} "
+            f"| {r['p50']:.3f} | {others['reference']['p50']:.3f} | {others['compiled']['p50']:.3f} "
+            f"| {r['speedup_vs_eager']:.2f} | {r['speedup_vs_compiled']:.2f} | {r['gbps']:.1f} "
+            f"| {r['roofline_ms']:.3f} | {r['x_roofline']:.2f} |"
+        )
+    return lines
+
+
+def summary_table(rows: list[dict]) -> list[str]:
+    """Geometric means of eca_cuda per dtype x memory format x mode (p50 ratios)."""
+    ours = [r for r in rows if r["provider"] == "eca_cuda"]
+    batches = sorted({r["N"] for r in ours})
+    lines = [
+        "| dtype | format | mode | x eager | x compiled | "
+        + " | ".join(f"x roofline (N={n})" for n in batches)
+        + " |",
+        "|" + "---|" * (5 + len(batches)),
+    ]
+    groups = {}
+    for r in ours:
+        groups.setdefault((r["dtype"], r["memory_format"], r["mode"]), []).append(r)
+    for (dtype, fmt, mode), group in groups.items():
+        roofline = [geomean(r["x_roofline"] for r in group if r["N"] == n) for n in batches]
+        lines.append(
+            f"| {dtype} | {fmt} | {mode} | {geomean(r['speedup_vs_eager'] for r in group):.2f} "
+            f"| {geomean(r['speedup_vs_compiled'] for r in group):.2f} | "
+            + " | ".join(f"{v:.2f}" for v in roofline)
+            + " |"
         )
     return lines
 
@@ -232,26 +292,29 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     device = args.device
-    if args.batch:
-        batches = args.batch
-    elif device == "cuda":
-        batches = [1, 32, 128] if args.full else [32]
-    else:
-        batches = [1, 8, 32] if args.full else [8]
+    groups = [
+        (model, n)
+        for model, n in PRESETS[(device, args.full)]
+        if (args.model in (None, model)) and (not args.batch or n in args.batch)
+    ]
+    if args.model and not groups:
+        groups = [(args.model, n) for n in (args.batch or [PRESETS[(device, False)][0][1]])]
     dtypes = [torch.float32]
     formats = ["contiguous"]
     if args.full:
         dtypes += [torch.bfloat16, torch.float16] if device == "cuda" else [torch.bfloat16]
         formats.append("channels_last")
     cases = [
-        Case(N, C, H, W, k, dtype, fmt)
+        Case(model, N, C, H, W, k, dtype, fmt)
         for dtype in dtypes
         for fmt in formats
-        for N in batches
-        for C, H, W, k in layer_shapes(args.model)
+        for model, N in groups
+        for C, H, W, k in layer_shapes(model)
     ]
 
     torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
+    # The backward mode replays one retained graph, which donated buffers forbid.
+    torch._functorch.config.donated_buffer = False
     compiled_fn = torch.compile(reference.eca)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     meta = {
@@ -261,7 +324,8 @@ def main(argv=None) -> int:
         "git_sha": git_sha(),
         "timestamp": stamp,
     }
-    print(f"eca_cuda benchmark: {args.model}, {len(cases)} cases on {meta['device']}")
+    models = ", ".join(f"{m} N={n}" for m, n in groups)
+    print(f"eca_cuda benchmark: {models}; {len(cases)} cases on {meta['device']}")
     print(f"torch {meta['torch']} (CUDA {meta['cuda']}), {eca_cuda.build_info.summary()}")
     print(
         f"git {meta['git_sha']}, {stamp}, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset')}"
@@ -272,24 +336,19 @@ def main(argv=None) -> int:
         case_rows = run_case(case, device, compiled_fn, args.rounds, args.min_run_time)
         rows += [{**r, **meta} for r in case_rows]
         summary = ", ".join(
-            f"{r['mode']} {r['p50']:.3f} ms ({r['speedup_vs_eager']:.2f}x eager)"
+            f"{r['mode']} {r['p50']:.3f} ms ({r['speedup_vs_eager']:.2f}x eager, {r['x_roofline']:.2f}x roofline)"
             for r in case_rows
             if r["provider"] == "eca_cuda"
         )
         print(f"[{i}/{len(cases)}] {case.label()}: eca_cuda {summary}", flush=True)
 
     table = format_table(rows)
+    summary = summary_table(rows)
     print("\n" + "\n".join(table))
-    print("\nGeometric means of eca_cuda speedup (p50):")
-    for mode in MODES:
-        ours = {id(r): r for r in rows if r["provider"] == "eca_cuda" and r["mode"] == mode}
-        comp = [r for r in rows if r["provider"] == "compiled" and r["mode"] == mode]
-        vs_eager = geomean(r["speedup_vs_eager"] for r in ours.values())
-        vs_compiled = geomean(c["p50"] / o["p50"] for c, o in zip(comp, ours.values()))
-        pct = geomean(r["pct_of_copy_bandwidth"] for r in ours.values())
-        print(
-            f"  {mode:8s} {vs_eager:.2f}x vs eager, {vs_compiled:.2f}x vs compiled, {pct:.0f}% of copy bandwidth"
-        )
+    print(
+        "\nGeometric means of eca_cuda (p50 ratios; x roofline: time / roofline time, 1.0 is ideal):"
+    )
+    print("\n".join(summary))
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     base = args.out_dir / f"eca_{device}"
@@ -298,10 +357,11 @@ def main(argv=None) -> int:
         writer.writeheader()
         writer.writerows(rows)
     with open(f"{base}.md", "w") as f:
-        f.write(f"# eca_cuda benchmark, {args.model}\n\n")
+        f.write(f"# eca_cuda benchmark: {models}\n\n")
         f.write("".join(f"- {k}: {v}\n" for k, v in meta.items()))
         f.write(f"- command: `{' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}`\n\n")
-        f.write("\n".join(table) + "\n")
+        f.write("## Geometric means of eca_cuda (p50 ratios)\n\n" + "\n".join(summary) + "\n\n")
+        f.write("## All cases (p50)\n\n" + "\n".join(table) + "\n")
     print(f"\nwrote {base}.csv and {base}.md")
     return 0
 

@@ -29,17 +29,31 @@ ECA_HOST_DEVICE int64_t halo_channel(int64_t c, int64_t offset, int64_t C, Paddi
   return (src < 0 || src >= C) ? -1 : src;
 }
 
-// z[c]: PyTorch conv1d (cross-correlation, no flip) of one pooled row with k taps.
+// Reads element i of one (n, :) row of an (N, C) tensor.
 template <typename acc_t>
-ECA_HOST_DEVICE acc_t channel_conv(const acc_t* pooled_row, const acc_t* weight, int64_t k,
-                                   int64_t c, int64_t C, PaddingMode mode) {
+struct RowReader {
+  const acc_t* row;
+  ECA_HOST_DEVICE acc_t operator()(int64_t i) const { return row[i]; }
+};
+
+// z[c]: PyTorch conv1d (cross-correlation, no flip) of one pooled row with k taps;
+// `pooled_at(i)` gives the pooled value of channel i of the same sample.
+template <typename acc_t, typename PooledAt>
+ECA_HOST_DEVICE acc_t channel_conv_at(const PooledAt& pooled_at, const acc_t* weight, int64_t k,
+                                      int64_t c, int64_t C, PaddingMode mode) {
   const int64_t pad = (k - 1) / 2;
   acc_t z = acc_t(0);
   for (int64_t j = 0; j < k; ++j) {
     const int64_t src = halo_channel(c, j - pad, C, mode);
-    if (src >= 0) z += weight[j] * pooled_row[src];
+    if (src >= 0) z += weight[j] * pooled_at(src);
   }
   return z;
+}
+
+template <typename acc_t>
+ECA_HOST_DEVICE acc_t channel_conv(const acc_t* pooled_row, const acc_t* weight, int64_t k,
+                                   int64_t c, int64_t C, PaddingMode mode) {
+  return channel_conv_at(RowReader<acc_t>{pooled_row}, weight, k, c, C, mode);
 }
 
 template <typename acc_t>
@@ -64,17 +78,24 @@ ECA_HOST_DEVICE acc_t gate_input_grad(acc_t t, acc_t s) {
 }
 
 // dp[c]: the transposed channel conv, dp[c] = sum_j w[j] dz[c - j + pad], with the
-// same padding rule as the forward (each tap of each output channel read once).
-template <typename acc_t>
-ECA_HOST_DEVICE acc_t channel_conv_transposed(const acc_t* dz_row, const acc_t* weight, int64_t k,
-                                              int64_t c, int64_t C, PaddingMode mode) {
+// same padding rule as the forward (each tap of each output channel read once);
+// `dz_at(i)` gives dz of channel i of the same sample.
+template <typename acc_t, typename DzAt>
+ECA_HOST_DEVICE acc_t channel_conv_transposed_at(const DzAt& dz_at, const acc_t* weight, int64_t k,
+                                                 int64_t c, int64_t C, PaddingMode mode) {
   const int64_t pad = (k - 1) / 2;
   acc_t dp = acc_t(0);
   for (int64_t j = 0; j < k; ++j) {
     const int64_t dst = halo_channel(c, pad - j, C, mode);
-    if (dst >= 0) dp += weight[j] * dz_row[dst];
+    if (dst >= 0) dp += weight[j] * dz_at(dst);
   }
   return dp;
+}
+
+template <typename acc_t>
+ECA_HOST_DEVICE acc_t channel_conv_transposed(const acc_t* dz_row, const acc_t* weight, int64_t k,
+                                              int64_t c, int64_t C, PaddingMode mode) {
+  return channel_conv_transposed_at(RowReader<acc_t>{dz_row}, weight, k, c, C, mode);
 }
 
 // One (n, c) term of dw[j] = sum_n sum_c dz[n, c] * p[n, c + j - pad].

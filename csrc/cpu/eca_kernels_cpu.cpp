@@ -1,7 +1,11 @@
-// CPU kernels for eca_forward / eca_backward. Each (N, C, L) tensor is read or written by
-// one parallel loop at a time and no (N, C, L) temporary is made; per-channel math comes
-// from eca_math.h. Every output element is produced by one thread in a fixed order, so
-// results do not depend on the thread count.
+// CPU kernels for eca_forward / eca_backward. No (N, C, L) temporary is made; per-channel
+// math comes from eca_math.h. Every sum is computed by one thread in a fixed order that does
+// not depend on the thread count, so results are bitwise identical for any thread count.
+//
+// Contiguous (N, C, L): each thread walks its own range of (n, c) rows, computing row sums a
+// few rows ahead of the rows it finishes (gate, rescale), so a row is re-read from the core's
+// L2 rather than from memory. Channels last (N, L, C): samples in groups small enough to stay
+// in cache between the channel sums and the rescale.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -38,27 +42,20 @@ acc_t row_sum(const scalar_t* a, const scalar_t* b, int64_t L) {
       lanes[i] += b ? acc_t(a[l + i]) * acc_t(b[l + i]) : acc_t(a[l + i]);
     }
   }
-  acc_t sum = acc_t(0);
+  // Pairwise tree over the lanes: short rows (7x7) pay 4 dependent adds, not 16.
+  for (int64_t width = kLanes / 2; width > 0; width /= 2) {
+    for (int64_t i = 0; i < width; ++i) lanes[i] += lanes[i + width];
+  }
+  acc_t sum = lanes[0];
   for (int64_t l = body; l < L; ++l) sum += b ? acc_t(a[l]) * acc_t(b[l]) : acc_t(a[l]);
-  for (int64_t i = 0; i < kLanes; ++i) sum += lanes[i];
   return sum;
 }
 
-// out[n, c] = scale * sum_l a[n, c, l] (* b[n, c, l] when b is given), accumulated in acc_t.
+// out[n, c] = scale * sum_l a[n, l, c] (* b[n, l, c] when b is given) for (N, L, C) tensors:
+// a work item sums one block of channels of one sample, in acc_t.
 template <typename scalar_t, typename acc_t>
-void reduce_channels(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C, int64_t L,
-                     Layout layout, acc_t scale, acc_t* out) {
-  if (layout == Layout::ChannelsFirst) {
-    at::parallel_for(0, N * C, grain_rows(L), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        out[r] = (b ? row_sum<scalar_t, acc_t>(a + r * L, b + r * L, L)
-                    : row_sum<scalar_t, acc_t>(a + r * L, nullptr, L)) *
-                 scale;
-      }
-    });
-    return;
-  }
-  // Channels last: rows of C contiguous; a work item sums one block of channels of one sample.
+void reduce_channels_last(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C, int64_t L,
+                          acc_t scale, acc_t* out) {
   const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
   at::parallel_for(0, N * blocks, grain_rows(L * kChannelBlock), [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
@@ -79,20 +76,10 @@ void reduce_channels(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C,
   });
 }
 
-// out[n, c, l] = in[n, c, l] * scale[n, c] (+ shift[n, c] when given).
+// out[n, l, c] = in[n, l, c] * scale[n, c] (+ shift[n, c] when given) for (N, L, C) tensors.
 template <typename scalar_t, typename acc_t>
-void scale_shift(const scalar_t* in, const acc_t* scale, const acc_t* shift, int64_t N, int64_t C,
-                 int64_t L, Layout layout, scalar_t* out) {
-  if (layout == Layout::ChannelsFirst) {
-    at::parallel_for(0, N * C, grain_rows(L), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const acc_t s = scale[r];
-        const acc_t b = shift ? shift[r] : acc_t(0);
-        for (int64_t l = 0; l < L; ++l) out[r * L + l] = scalar_t(acc_t(in[r * L + l]) * s + b);
-      }
-    });
-    return;
-  }
+void scale_shift_channels_last(const scalar_t* in, const acc_t* scale, const acc_t* shift,
+                               int64_t N, int64_t C, int64_t L, scalar_t* out) {
   at::parallel_for(0, N * L, grain_rows(C), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / L;
@@ -106,25 +93,105 @@ void scale_shift(const scalar_t* in, const acc_t* scale, const acc_t* shift, int
   });
 }
 
+// Rows finished per step of pipeline_rows, by bytes: with the look-ahead they stay in L2.
+constexpr int64_t kChunkBytes = int64_t(256) << 10;
+
+// Runs `finish(r, stat_at)` for every row r of an (R, L) contiguous tensor, after storing
+// stats[q] = row_stat(q) for rows up to `lookahead` rows ahead of r. Each thread takes one
+// contiguous range of rows; `stat_at(q)` returns stats[q] when this thread has computed it,
+// else recomputes row_stat(q) (halo rows of a neighbouring range, or far ahead when the
+// channel window wraps): the same computation, so the same bits.
+template <typename acc_t, typename RowStat, typename Finish>
+void pipeline_rows(int64_t R, int64_t L, int64_t element_size, int64_t lookahead, acc_t* stats,
+                   const RowStat& row_stat, const Finish& finish) {
+  const int64_t chunk = std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, L * element_size));
+  at::parallel_for(0, R, grain_rows(L), [&](int64_t begin, int64_t end) {
+    int64_t computed = begin;
+    const auto stat_at = [&](int64_t q) {
+      return (q >= begin && q < computed) ? stats[q] : row_stat(q);
+    };
+    for (int64_t r0 = begin; r0 < end; r0 += chunk) {
+      const int64_t r1 = std::min(end, r0 + chunk);
+      for (const int64_t target = std::min(end, r1 + lookahead); computed < target; ++computed) {
+        stats[computed] = row_stat(computed);
+      }
+      for (int64_t r = r0; r < r1; ++r) finish(r, stat_at);
+    }
+  });
+}
+
+// Samples are processed in groups of at most kGroupBytes of x (grad_y backward), so that a
+// group is still in the last-level cache when its second phase reads it again: each
+// element comes from DRAM once. 4 MiB leaves room for the outputs in a 32 MiB L3.
+constexpr int64_t kGroupBytes = int64_t(4) << 20;
+
+int64_t samples_per_group(int64_t sample_elements, int64_t element_size) {
+  return std::max<int64_t>(1, kGroupBytes / std::max<int64_t>(1, sample_elements * element_size));
+}
+
 template <typename scalar_t>
 void forward_typed(const ForwardProblem& p) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t N = p.N, C = p.C, L = p.L;
+  const int64_t N = p.N, C = p.C, L = p.L, k = p.k;
   const scalar_t* x = p.x.const_data_ptr<scalar_t>();
+  scalar_t* y = p.y.mutable_data_ptr<scalar_t>();
   const acc_t* w = p.weight.const_data_ptr<acc_t>();
   acc_t* pooled = p.pooled.mutable_data_ptr<acc_t>();
   acc_t* gate = p.gate.mutable_data_ptr<acc_t>();
+  const acc_t inv_L = acc_t(1) / acc_t(L);
 
-  reduce_channels<scalar_t, acc_t>(x, nullptr, N, C, L, p.layout, acc_t(1) / acc_t(L), pooled);
-  at::parallel_for(0, N * C, grain_rows(p.k), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t n = r / C, c = r % C;
-      gate[r] = sigmoid(channel_conv(pooled + n * C, w, p.k, c, C, p.mode));
+  if (p.layout == Layout::ChannelsFirst) {
+    const auto mean_of_row = [&](int64_t q) {
+      return row_sum<scalar_t, acc_t>(x + q * L, nullptr, L) * inv_L;
+    };
+    pipeline_rows<acc_t>(N * C, L, sizeof(scalar_t), (k - 1) / 2, pooled, mean_of_row,
+                         [&](int64_t r, const auto& pooled_at) {
+                           const int64_t n = r / C;
+                           const auto sample_at = [&](int64_t c) { return pooled_at(n * C + c); };
+                           const acc_t s =
+                               sigmoid(channel_conv_at(sample_at, w, k, r % C, C, p.mode));
+                           gate[r] = s;
+                           for (int64_t l = 0; l < L; ++l)
+                             y[r * L + l] = scalar_t(acc_t(x[r * L + l]) * s);
+                         });
+    return;
+  }
+  const int64_t group = samples_per_group(C * L, sizeof(scalar_t));
+  for (int64_t n0 = 0; n0 < N; n0 += group) {
+    const int64_t samples = std::min(group, N - n0);
+    const int64_t offset = n0 * C * L;  // first element of the group
+    reduce_channels_last<scalar_t, acc_t>(x + offset, nullptr, samples, C, L, inv_L,
+                                          pooled + n0 * C);
+    at::parallel_for(n0 * C, (n0 + samples) * C, grain_rows(k), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        gate[r] = sigmoid(channel_conv(pooled + (r / C) * C, w, k, r % C, C, p.mode));
+      }
+    });
+    scale_shift_channels_last<scalar_t, acc_t>(x + offset, gate + n0 * C, nullptr, samples, C, L,
+                                               y + offset);
+  }
+}
+
+// Per-sample shares of dw[j] = sum_c dz[n, c] p[n, c + j - pad], one sample per thread;
+// then summed over samples in order, so the result does not depend on the thread count.
+template <typename acc_t>
+void weight_grad(const acc_t* dz, const acc_t* pooled, int64_t N, int64_t C, int64_t k,
+                 PaddingMode mode, acc_t* partial, acc_t* grad_w) {
+  at::parallel_for(0, N, grain_rows(C * k), [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      for (int64_t j = 0; j < k; ++j) {
+        acc_t sum = acc_t(0);
+        for (int64_t c = 0; c < C; ++c) {
+          sum += weight_grad_term(dz + n * C, pooled + n * C, j, k, c, C, mode);
+        }
+        partial[n * k + j] = sum;
+      }
     }
   });
-  if (L > 0) {
-    scale_shift<scalar_t, acc_t>(x, gate, nullptr, N, C, L, p.layout,
-                                 p.y.mutable_data_ptr<scalar_t>());
+  for (int64_t j = 0; j < k; ++j) {
+    acc_t sum = acc_t(0);
+    for (int64_t n = 0; n < N; ++n) sum += partial[n * k + j];
+    grad_w[j] = sum;
   }
 }
 
@@ -134,47 +201,59 @@ void backward_typed(const BackwardProblem& p) {
   const int64_t N = p.N, C = p.C, L = p.L, k = p.k;
   const scalar_t* g = p.grad_y.const_data_ptr<scalar_t>();
   const scalar_t* x = p.x.const_data_ptr<scalar_t>();
+  scalar_t* grad_x = p.grad_x.mutable_data_ptr<scalar_t>();
   const acc_t* w = p.weight.const_data_ptr<acc_t>();
   const acc_t* pooled = p.pooled.const_data_ptr<acc_t>();
   const acc_t* gate = p.gate.const_data_ptr<acc_t>();
+  const acc_t inv_L = acc_t(1) / acc_t(L);
 
-  // (N, C) scratch: t then dz in place, and the per-channel shift dp / L added to g * s.
-  at::Tensor dz_t = at::empty({N, C}, p.pooled.options());
-  at::Tensor shift_t = at::empty({N, C}, p.pooled.options());
-  at::Tensor partial_t = at::empty({N, k}, p.pooled.options());  // per-sample dw
+  // (N, C) scratch: t = sum_l g x, dz, and (channels last) the shift dp / L.
+  const auto stats = p.pooled.options();
+  at::Tensor t_t = at::empty({N, C}, stats), dz_t = at::empty({N, C}, stats);
+  at::Tensor partial_t = at::empty({N, k}, stats);  // per-sample dw
+  acc_t* t = t_t.mutable_data_ptr<acc_t>();
   acc_t* dz = dz_t.mutable_data_ptr<acc_t>();
-  acc_t* shift = shift_t.mutable_data_ptr<acc_t>();
-  acc_t* partial = partial_t.mutable_data_ptr<acc_t>();
 
-  reduce_channels<scalar_t, acc_t>(g, x, N, C, L, p.layout, acc_t(1), dz);  // dz holds t
-  // Samples are independent: each gets its dz, shift and share of dw on one thread.
-  at::parallel_for(0, N, grain_rows(C * k), [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      acc_t* dz_n = dz + n * C;
-      for (int64_t c = 0; c < C; ++c) dz_n[c] = gate_input_grad(dz_n[c], gate[n * C + c]);
-      for (int64_t c = 0; c < C; ++c) {
-        shift[n * C + c] = channel_conv_transposed(dz_n, w, k, c, C, p.mode) / acc_t(L);
-      }
-      for (int64_t j = 0; j < k; ++j) {
-        acc_t sum = acc_t(0);
-        for (int64_t c = 0; c < C; ++c) {
-          sum += weight_grad_term(dz_n, pooled + n * C, j, k, c, C, p.mode);
+  if (p.layout == Layout::ChannelsFirst) {
+    const auto t_of_row = [&](int64_t q) {
+      return row_sum<scalar_t, acc_t>(g + q * L, x + q * L, L);
+    };
+    pipeline_rows<acc_t>(
+        N * C, L, sizeof(scalar_t), (k - 1) / 2, t, t_of_row, [&](int64_t r, const auto& t_at) {
+          const int64_t n = r / C;
+          const auto dz_at = [&](int64_t c) {
+            return gate_input_grad(t_at(n * C + c), gate[n * C + c]);
+          };
+          dz[r] = gate_input_grad(t_at(r), gate[r]);
+          const acc_t shift = channel_conv_transposed_at(dz_at, w, k, r % C, C, p.mode) * inv_L;
+          const acc_t s = gate[r];
+          for (int64_t l = 0; l < L; ++l) {
+            grad_x[r * L + l] = scalar_t(acc_t(g[r * L + l]) * s + shift);
+          }
+        });
+  } else {
+    at::Tensor shift_t = at::empty({N, C}, stats);
+    acc_t* shift = shift_t.mutable_data_ptr<acc_t>();
+    const int64_t group = samples_per_group(C * L, sizeof(scalar_t));
+    for (int64_t n0 = 0; n0 < N; n0 += group) {
+      const int64_t samples = std::min(group, N - n0);
+      const int64_t offset = n0 * C * L;
+      reduce_channels_last<scalar_t, acc_t>(g + offset, x + offset, samples, C, L, acc_t(1),
+                                            t + n0 * C);
+      at::parallel_for(n0 * C, (n0 + samples) * C, grain_rows(k), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) dz[r] = gate_input_grad(t[r], gate[r]);
+      });
+      at::parallel_for(n0 * C, (n0 + samples) * C, grain_rows(k), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          shift[r] = channel_conv_transposed(dz + (r / C) * C, w, k, r % C, C, p.mode) * inv_L;
         }
-        partial[n * k + j] = sum;
-      }
+      });
+      scale_shift_channels_last<scalar_t, acc_t>(g + offset, gate + n0 * C, shift + n0 * C, samples,
+                                                 C, L, grad_x + offset);
     }
-  });
-  if (L > 0) {
-    scale_shift<scalar_t, acc_t>(g, gate, shift, N, C, L, p.layout,
-                                 p.grad_x.mutable_data_ptr<scalar_t>());
   }
-  // Per-sample partials summed in sample order: bitwise reproducible for any thread count.
-  acc_t* grad_w = p.grad_weight.mutable_data_ptr<acc_t>();
-  for (int64_t j = 0; j < k; ++j) {
-    acc_t sum = acc_t(0);
-    for (int64_t n = 0; n < N; ++n) sum += partial[n * k + j];
-    grad_w[j] = sum;
-  }
+  weight_grad(dz, pooled, N, C, k, p.mode, partial_t.mutable_data_ptr<acc_t>(),
+              p.grad_weight.mutable_data_ptr<acc_t>());
 }
 
 void forward_kernel_cpu(const ForwardProblem& p) {
