@@ -266,19 +266,15 @@ def geomean(values):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--full", action="store_true", help="all batch sizes, dtypes and memory formats"
+        "--full",
+        action="store_true",
+        help="the full preset: more models, batch sizes, dtypes, formats",
     )
     parser.add_argument(
         "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
     )
-    parser.add_argument(
-        "--model",
-        default="ECA-ResNet-50 (official k3557)",
-        help="model rows of eca_layer_shapes.csv",
-    )
-    parser.add_argument(
-        "--batch", type=int, nargs="+", help="batch sizes N (default depends on device and --full)"
-    )
+    parser.add_argument("--model", help="only this model's rows of eca_layer_shapes.csv")
+    parser.add_argument("--batch", type=int, nargs="+", help="only these batch sizes N")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per case")
     parser.add_argument(
         "--min-run-time", type=float, default=0.1, help="seconds per blocked_autorange call"

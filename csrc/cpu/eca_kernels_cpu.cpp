@@ -15,6 +15,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
+#include <cstring>
 
 #include "../eca_host.h"
 
@@ -30,25 +32,66 @@ int64_t grain_rows(int64_t row_length) {
   return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_length));
 }
 
-// Sum of a[0..L) (* b[0..L)) in kLanes independent accumulators, combined in a fixed order:
-// breaks the serial add chain so the compiler vectorizes it, and stays deterministic.
+// Element loads and stores in the accumulation type. bfloat16 <-> float by bit operations
+// (a shift, and round-to-nearest-even with NaN kept), which the compiler vectorizes; the
+// c10 conversions it replaces stay scalar.
+template <typename scalar_t>
+inline at::opmath_type<scalar_t> load(const scalar_t* p) {
+  return at::opmath_type<scalar_t>(*p);
+}
+template <>
+inline float load(const c10::BFloat16* p) {
+  const uint32_t bits = uint32_t(p->x) << 16;
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+template <typename scalar_t>
+inline void store(scalar_t* p, at::opmath_type<scalar_t> value) {
+  *p = scalar_t(value);
+}
+template <>
+inline void store(c10::BFloat16* p, float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  p->x = uint16_t(value != value ? 0x7FC0u : rounded);  // value != value: NaN
+}
+
+// Sum of a[0..L) (times b[0..L) when given) in kLanes independent accumulators combined by
+// a fixed pairwise tree: breaks the serial add chain so the compiler vectorizes it, and
+// the order never depends on threads.
 template <typename scalar_t, typename acc_t>
 acc_t row_sum(const scalar_t* a, const scalar_t* b, int64_t L) {
   constexpr int64_t kLanes = 16;
-  std::array<acc_t, kLanes> lanes{};
+  acc_t lanes[kLanes] = {};
   const int64_t body = L - L % kLanes;
-  for (int64_t l = 0; l < body; l += kLanes) {
-    for (int64_t i = 0; i < kLanes; ++i) {
-      lanes[i] += b ? acc_t(a[l + i]) * acc_t(b[l + i]) : acc_t(a[l + i]);
+  if (b) {
+    for (int64_t l = 0; l < body; l += kLanes) {
+      for (int64_t i = 0; i < kLanes; ++i) lanes[i] += load(a + l + i) * load(b + l + i);
+    }
+  } else {
+    for (int64_t l = 0; l < body; l += kLanes) {
+      for (int64_t i = 0; i < kLanes; ++i) lanes[i] += load(a + l + i);
     }
   }
-  // Pairwise tree over the lanes: short rows (7x7) pay 4 dependent adds, not 16.
   for (int64_t width = kLanes / 2; width > 0; width /= 2) {
     for (int64_t i = 0; i < width; ++i) lanes[i] += lanes[i + width];
   }
   acc_t sum = lanes[0];
-  for (int64_t l = body; l < L; ++l) sum += b ? acc_t(a[l]) * acc_t(b[l]) : acc_t(a[l]);
+  for (int64_t l = body; l < L; ++l) sum += b ? load(a + l) * load(b + l) : load(a + l);
   return sum;
+}
+
+// One row: out[l] = in[l] * s (forward), and out[l] = in[l] * s + shift (backward).
+template <typename scalar_t, typename acc_t>
+void scale_row(const scalar_t* __restrict__ in, acc_t s, int64_t L, scalar_t* __restrict__ out) {
+  for (int64_t l = 0; l < L; ++l) store(out + l, load(in + l) * s);
+}
+template <typename scalar_t, typename acc_t>
+void scale_shift_row(const scalar_t* __restrict__ in, acc_t s, acc_t shift, int64_t L,
+                     scalar_t* __restrict__ out) {
+  for (int64_t l = 0; l < L; ++l) store(out + l, load(in + l) * s + shift);
 }
 
 // out[n, c] = scale * sum_l a[n, l, c] (* b[n, l, c] when b is given) for (N, L, C) tensors:
@@ -151,8 +194,7 @@ void forward_typed(const ForwardProblem& p) {
                            const acc_t s =
                                sigmoid(channel_conv_at(sample_at, w, k, r % C, C, p.mode));
                            gate[r] = s;
-                           for (int64_t l = 0; l < L; ++l)
-                             y[r * L + l] = scalar_t(acc_t(x[r * L + l]) * s);
+                           scale_row(x + r * L, s, L, y + r * L);
                          });
     return;
   }
@@ -227,9 +269,7 @@ void backward_typed(const BackwardProblem& p) {
           dz[r] = gate_input_grad(t_at(r), gate[r]);
           const acc_t shift = channel_conv_transposed_at(dz_at, w, k, r % C, C, p.mode) * inv_L;
           const acc_t s = gate[r];
-          for (int64_t l = 0; l < L; ++l) {
-            grad_x[r * L + l] = scalar_t(acc_t(g[r * L + l]) * s + shift);
-          }
+          scale_shift_row(g + r * L, s, shift, L, grad_x + r * L);
         });
   } else {
     at::Tensor shift_t = at::empty({N, C}, stats);
