@@ -109,9 +109,9 @@ void reduce_channels_last(const scalar_t* a, const scalar_t* b, int64_t N, int64
       for (int64_t l = 0; l < L; ++l) {
         const int64_t offset = (n * L + l) * C + c0;
         if (b) {
-          for (int64_t i = 0; i < width; ++i) sum[i] += acc_t(a[offset + i]) * acc_t(b[offset + i]);
+          for (int64_t i = 0; i < width; ++i) sum[i] += load(a + offset + i) * load(b + offset + i);
         } else {
-          for (int64_t i = 0; i < width; ++i) sum[i] += acc_t(a[offset + i]);
+          for (int64_t i = 0; i < width; ++i) sum[i] += load(a + offset + i);
         }
       }
       for (int64_t i = 0; i < width; ++i) out[n * C + c0 + i] = sum[i] * scale;
@@ -129,8 +129,8 @@ void scale_shift_channels_last(const scalar_t* in, const acc_t* scale, const acc
       const acc_t* s = scale + n * C;
       const acc_t* b = shift ? shift + n * C : nullptr;
       for (int64_t c = 0; c < C; ++c) {
-        const acc_t v = acc_t(in[row * C + c]) * s[c];
-        out[row * C + c] = scalar_t(b ? v + b[c] : v);
+        const acc_t v = load(in + row * C + c) * s[c];
+        store(out + row * C + c, b ? v + b[c] : v);
       }
     }
   });
@@ -163,9 +163,10 @@ void pipeline_rows(int64_t R, int64_t L, int64_t element_size, int64_t lookahead
   });
 }
 
-// Samples are processed in groups of at most kGroupBytes of x (grad_y backward), so that a
-// group is still in the last-level cache when its second phase reads it again: each
-// element comes from DRAM once. 4 MiB leaves room for the outputs in a 32 MiB L3.
+// Channels last: samples in groups of at most kGroupBytes of x (grad_y backward), so that a
+// group is still in cache when its second phase reads it again. This pays where the
+// last-level cache is faster than DRAM; on a machine where it is not, only the core's own
+// L2 helps (see the contiguous pipeline).
 constexpr int64_t kGroupBytes = int64_t(4) << 20;
 
 int64_t samples_per_group(int64_t sample_elements, int64_t element_size) {
