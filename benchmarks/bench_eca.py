@@ -216,15 +216,14 @@ def format_table(rows: list[dict]) -> list[str]:
         "| x compiled | eca GB/s | roofline ms | x roofline |",
         "|" + "---|" * 13,
     ]
+    case_key = lambda r: (r["model"], r["shape"], r["dtype"], r["memory_format"], r["mode"])  # noqa: E731
+    by_case = {}
+    for r in rows:
+        by_case.setdefault(case_key(r), {})[r["provider"]] = r
     for r in rows:
         if r["provider"] != "eca_cuda":
             continue
-        key = (r["shape"], r["dtype"], r["memory_format"], r["mode"])
-        others = {
-            o["provider"]: o
-            for o in rows
-            if (o["shape"], o["dtype"], o["memory_format"], o["mode"]) == key
-        }
+        others = by_case[case_key(r)]
         lines.append(
             f"| {r['shape']} | {r['k']} | {r['dtype']} | {r['memory_format']} | {r['mode']} "
             f"| {r['p50']:.3f} | {others['reference']['p50']:.3f} | {others['compiled']['p50']:.3f} "
