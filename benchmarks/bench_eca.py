@@ -75,15 +75,25 @@ def device_name(device: str) -> str:
             )
     except (OSError, StopIteration):
         model = platform.processor() or "cpu"
-    return f"{model}, {torch.get_num_threads()} threads"
+    return (
+        f"{model}, {torch.get_num_threads()} threads, "
+        f"CPU kernels {eca_cuda.build_info.cpu_capability()}"
+    )
 
 
 def git_sha() -> str:
+    """Short commit of the measured code, with ``+dirty`` when the tree has changes."""
     try:
-        out = subprocess.run(
+        sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
-        )
-        return out.stdout.strip() or "unknown"
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return (sha + ("+dirty" if dirty else "")) or "unknown"
     except OSError:
         return "unknown"
 

@@ -2,12 +2,12 @@
 
 Public API: :func:`eca` (functional), :class:`ECA` (module), :class:`ECAFunction`
 (autograd function), :mod:`eca_cuda.reference` (pure-PyTorch reference),
-:func:`has_cuda_kernels` / :func:`cuda_archs` (build info).
+:func:`has_cuda_kernels` / :func:`cuda_archs` / :func:`cpu_capability` (build info).
 """
 
 from . import ops, reference
 from .autograd import ECAFunction
-from .build_info import cuda_archs, has_cuda_kernels
+from .build_info import cpu_capability, cuda_archs, has_cuda_kernels
 from .functional import eca
 from .modules import ECA, adaptive_kernel_size
 
@@ -17,6 +17,7 @@ __all__ = [
     "ECA",
     "ECAFunction",
     "adaptive_kernel_size",
+    "cpu_capability",
     "cuda_archs",
     "eca",
     "has_cuda_kernels",

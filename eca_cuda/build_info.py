@@ -21,10 +21,21 @@ def has_cuda_kernels() -> bool:
     return bool(cuda_archs())
 
 
+def cpu_capability() -> str:
+    """The instruction set the CPU kernels run: ``"AVX512"``, ``"AVX2"`` or ``"DEFAULT"``.
+
+    The kernels are compiled once per instruction set (``csrc/cpu/``) and the best one that
+    torch's own CPU capability allows is chosen at the first call; ``ATEN_CPU_CAPABILITY``
+    (``default``, ``avx2``), set before torch is imported, lowers both.
+    """
+    return torch.ops.eca_cuda.cpu_capability()
+
+
 def summary() -> str:
-    """One line: torch version, CUDA build, compiled archs and whether a GPU is visible."""
+    """One line: torch version, CUDA build, compiled archs, CPU kernels, GPU visibility."""
     archs = ", ".join(cuda_archs()) or "none (CPU kernels only)"
     return (
         f"eca_cuda: torch {torch.__version__} (CUDA {torch.version.cuda}); "
-        f"CUDA kernels: {archs}; GPU available: {torch.cuda.is_available()}"
+        f"CUDA kernels: {archs}; CPU kernels: {cpu_capability()}; "
+        f"GPU available: {torch.cuda.is_available()}"
     )

@@ -129,9 +129,25 @@ def test_golden_hand_computed(device):
         torch.testing.assert_close(xr.grad.flatten().tolist(), expected_dx, rtol=1e-14, atol=1e-14)
 
 
+# Large enough that the CPU kernels cut the work: contiguous rows into several cache chunks
+# (tap windows across chunk edges), channels_last rows into several chunks per sample and
+# samples into several groups.
+TILED_SHAPES = [(2, 40, 96, 96), (3, 4, 300, 300)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
-def test_bitwise_identical_across_cpu_thread_counts(memory_format):
-    x, weight, grad_y = make_inputs((4, 96, 14, 14), 5, torch.float32, "cpu", memory_format)
+@pytest.mark.parametrize("padding_mode", PADDING_MODES)
+@pytest.mark.parametrize("shape", TILED_SHAPES, ids=str)
+def test_tiled_shapes_match_reference(shape, padding_mode, memory_format, dtype):
+    x, weight, grad_y = make_inputs(shape, 5, dtype, "cpu", memory_format)
+    check_against_reference(x, weight, grad_y, padding_mode)
+
+
+@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("shape", [(4, 96, 14, 14), *TILED_SHAPES], ids=str)
+def test_bitwise_identical_across_cpu_thread_counts(shape, memory_format):
+    x, weight, grad_y = make_inputs(shape, 5, torch.float32, "cpu", memory_format)
     threads = torch.get_num_threads()
     try:
         results = []
@@ -142,6 +158,24 @@ def test_bitwise_identical_across_cpu_thread_counts(memory_format):
         torch.set_num_threads(threads)
     for a, b in zip(*results):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
+def test_non_finite_values_propagate_like_reference(memory_format, device):
+    """NaN and +/-inf in x give non-finite outputs and gradients exactly where the reference
+    has them (a NaN or infinite channel mean poisons its neighbours' gates)."""
+    x, weight, grad_y = make_inputs((2, 40, 3, 3), 3, torch.float32, "cpu", memory_format)
+    x = x.clone()
+    x[0, 3, 0, 0], x[0, 10, 1, 1], x[1, 20, 2, 2] = float("nan"), float("inf"), -float("inf")
+    x[1, 30], x[1, 35] = 1e30, -1e30  # finite, but the gates saturate
+    x, weight, grad_y = x.to(device), weight.to(device), grad_y.to(device)
+    ours = forward_backward(eca_cuda.eca, x, weight, grad_y, "zeros")
+    ref = forward_backward(eca_cuda.reference.eca, x, weight, grad_y, "zeros")
+    for name, a, b in zip(("y", "grad_x", "grad_weight"), ours, ref):
+        assert torch.equal(a.isnan(), b.isnan()), name
+        assert torch.equal(a.isinf(), b.isinf()), name
+        assert torch.equal(a[a.isinf()], b[b.isinf()]), name  # same signs
 
 
 def test_circular_matches_timm_circular_pad():
