@@ -1,6 +1,7 @@
 """eca_cuda: fused Efficient Channel Attention (ECA-Net, Wang et al., CVPR 2020) for PyTorch.
 
-Public API: :func:`eca` (functional), :class:`ECA` (module), :class:`ECAFunction`
+Public API: :func:`eca` (functional), :class:`ECA` (module), :func:`convert_eca` (swap
+the ECA layers of a timm or authors' model for :class:`ECA`), :class:`ECAFunction`
 (autograd function), :mod:`eca_cuda.reference` (pure-PyTorch reference),
 :func:`has_cuda_kernels` / :func:`cuda_archs` / :func:`cpu_capability` (build info).
 """
@@ -8,6 +9,7 @@ Public API: :func:`eca` (functional), :class:`ECA` (module), :class:`ECAFunction
 from . import ops, reference
 from .autograd import ECAFunction
 from .build_info import cpu_capability, cuda_archs, has_cuda_kernels
+from .convert import convert_eca
 from .functional import eca
 from .modules import ECA, adaptive_kernel_size
 
@@ -17,6 +19,7 @@ __all__ = [
     "ECA",
     "ECAFunction",
     "adaptive_kernel_size",
+    "convert_eca",
     "cpu_capability",
     "cuda_archs",
     "eca",

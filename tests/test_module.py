@@ -4,24 +4,11 @@ import math
 
 import pytest
 import torch
+from authors_eca import eca_layer
 from torch import nn
 
 import eca_cuda
 from helpers import DEVICES
-
-
-class eca_layer(nn.Module):  # noqa: N801  (the authors' class, BangguWu/ECANet models/eca_module.py)
-    def __init__(self, channel, k_size=3):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.conv = nn.Conv1d(1, 1, kernel_size=k_size, padding=(k_size - 1) // 2, bias=False)
-        self.sigmoid = nn.Sigmoid()
-
-    def forward(self, x):
-        y = self.avg_pool(x)
-        y = self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
-        y = self.sigmoid(y)
-        return x * y.expand_as(x)
 
 
 class EcaModule(nn.Module):

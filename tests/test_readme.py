@@ -1,0 +1,22 @@
+"""Every ```python block of README.md runs as written (in order, one namespace per block)."""
+
+import os
+import re
+
+import pytest
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+
+
+def python_blocks():
+    with open(README) as f:
+        text = f.read()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(python_blocks())))
+def test_readme_block_runs(index):
+    source = python_blocks()[index]
+    if "import timm" in source:
+        pytest.importorskip("timm")
+    exec(compile(source, f"README.md python block {index}", "exec"), {})
