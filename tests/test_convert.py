@@ -137,3 +137,40 @@ def test_exported_converted_model_runs_and_matches(device):
     targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
     assert any("eca_cuda.eca_forward" in t for t in targets)
     torch.testing.assert_close(program.module()(x), model(x))
+
+
+def autocast_dtypes():
+    return [
+        pytest.param("cpu", torch.bfloat16, id="cpu-bfloat16"),
+        pytest.param("cuda", torch.float16, id="cuda-float16", marks=pytest.mark.needs_cuda),
+        pytest.param("cuda", torch.bfloat16, id="cuda-bfloat16", marks=pytest.mark.needs_cuda),
+    ]
+
+
+@pytest.mark.parametrize("device, dtype", autocast_dtypes())
+def test_converted_model_under_autocast(device, dtype):
+    """Under autocast the converted model gives the output dtype the original gives, keeps
+    the ECA weights (and their grads) float32, and is no further from the float32 model than
+    the original under autocast is (2x its error, plus one eps of scale)."""
+    torch.manual_seed(0)
+    fp32 = timm.create_model("ecaresnetlight", num_classes=10).to(device)
+    original = copy.deepcopy(fp32)
+    converted = eca_cuda.convert_eca(copy.deepcopy(fp32))
+    x = torch.randn(2, 3, 64, 64, device=device)
+    results = {}
+    for name, model in (("fp32", fp32), ("original", original), ("converted", converted)):
+        with torch.autocast(device, dtype=dtype, enabled=name != "fp32"):
+            logits = model(x)
+        logits.float().square().mean().backward()
+        eca_grads = [m.conv.weight.grad for m in model.modules() if hasattr(m, "conv")]
+        eca_grads = [g for g in eca_grads if g is not None and g.dim() == 3 and g.shape[1] == 1]
+        results[name] = (logits, torch.cat([g.flatten() for g in eca_grads]))
+    assert results["converted"][0].dtype == results["original"][0].dtype
+    for layer in eca_layers(converted):
+        assert layer.conv.weight.dtype == layer.conv.weight.grad.dtype == torch.float32
+    for i, what in enumerate(("logits", "ECA weight grads")):
+        truth = results["fp32"][i].double()
+        ours = (results["converted"][i].double() - truth).abs().max().item()
+        theirs = (results["original"][i].double() - truth).abs().max().item()
+        floor = torch.finfo(dtype).eps * truth.abs().max().item()
+        assert ours <= 2 * theirs + floor, f"{what}: {ours:.3g} vs original's {theirs:.3g}"
