@@ -2,7 +2,8 @@
 
 Public API: :func:`eca` (functional), :class:`ECA` (module), :func:`convert_eca` (swap
 the ECA layers of a timm or authors' model for :class:`ECA`), :class:`ECAFunction`
-(autograd function), :mod:`eca_cuda.reference` (pure-PyTorch reference),
+(autograd function), :func:`onnx_translation_table` (ONNX export as standard operators),
+:mod:`eca_cuda.reference` (pure-PyTorch reference),
 :func:`has_cuda_kernels` / :func:`cuda_archs` / :func:`cpu_capability` (build info).
 """
 
@@ -12,6 +13,7 @@ from .build_info import cpu_capability, cuda_archs, has_cuda_kernels
 from .convert import convert_eca
 from .functional import eca
 from .modules import ECA, adaptive_kernel_size
+from .onnx_export import onnx_translation_table
 
 __version__ = "0.1.0"
 
@@ -24,6 +26,7 @@ __all__ = [
     "cuda_archs",
     "eca",
     "has_cuda_kernels",
+    "onnx_translation_table",
     "ops",
     "reference",
 ]
