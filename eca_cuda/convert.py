@@ -108,10 +108,15 @@ def convert_eca(module: nn.Module, *, report_only: bool = False) -> nn.Module:
     Returns:
         ``module``, or a new :class:`ECA` when ``module`` itself is a served ECA layer.
 
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module``.
+
     Warns:
         UserWarning: one warning naming every ECA-like layer left in place (an MLP, a conv
         bias, another gate, an even kernel), and with ``report_only`` the servable ones.
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"convert_eca: module must be an nn.Module, got {type(module).__name__}")
     timm_classes = _timm_eca_classes()
     unserved, servable = [], []
 

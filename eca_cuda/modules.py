@@ -18,10 +18,12 @@ def adaptive_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> in
     ``t = int(abs(log2(channels) + beta) / gamma)``; ``k = max(t if t is odd else t + 1, 3)``.
 
     Raises:
-        ValueError: ``channels`` < 1.
+        ValueError: ``channels`` < 1 or ``gamma`` <= 0.
     """
     if channels < 1:
         raise ValueError(f"ECA: channels must be a positive int, got {channels}")
+    if not gamma > 0:
+        raise ValueError(f"ECA: gamma must be > 0, got {gamma}")
     t = int(abs(math.log(channels, 2) + beta) / gamma)
     return max(t if t % 2 else t + 1, 3)
 
@@ -44,8 +46,8 @@ class ECA(nn.Module):
         ``(N, C, *spatial) -> (N, C, *spatial)``, dtype and memory format kept.
 
     Raises:
-        ValueError: even or non-positive ``kernel_size``, ``channels`` < 1, unknown
-            ``padding_mode``.
+        ValueError: even or non-positive ``kernel_size``, ``channels`` < 1, ``gamma`` <= 0,
+            unknown ``padding_mode``.
     """
 
     def __init__(

@@ -75,5 +75,13 @@ def _eca_forward_fake(x, weight, padding_mode):
 
 @torch.library.register_fake("eca_cuda::eca_backward")
 def _eca_backward_fake(grad_y, x, weight, pooled, gate, padding_mode):
-    torch._check(x.device == weight.device, lambda: "eca: weight must be on x's device")
+    # A meta argument sends the call here even when x is real: check every device, as the
+    # C++ host code does.
+    for t in (grad_y, weight, pooled, gate):
+        torch._check(
+            t.device == x.device,
+            lambda d=t.device: (
+                f"eca_backward: all tensors must be on x's device ({x.device}), got {d}"
+            ),
+        )
     return torch.empty_like(x), torch.empty_like(weight)

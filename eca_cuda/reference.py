@@ -33,7 +33,9 @@ def eca(x: torch.Tensor, weight: torch.Tensor, padding_mode: str = "zeros") -> t
     channels = x.shape[1]
     pooled = x.mean(dim=tuple(range(2, x.dim())))  # (N, C)
     w = weight.reshape(k).to(pooled.dtype)
-    if padding_mode == "zeros":
+    if channels == 0:  # (N, 0), still a function of w; conv1d rejects a length-0 input
+        z = (pooled.unsqueeze(-1) * w).sum(-1)
+    elif padding_mode == "zeros":
         z = F.conv1d(pooled.unsqueeze(1), w.view(1, 1, k), padding=pad).squeeze(1)
     elif padding_mode == "circular":
         offsets = torch.arange(k, device=x.device) - pad

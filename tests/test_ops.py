@@ -187,3 +187,32 @@ def test_circular_matches_timm_circular_pad():
     expected = x * torch.sigmoid(z).view(3, -1, 1, 1)
     torch.testing.assert_close(eca_cuda.reference.eca(x, w, "circular"), expected)
     torch.testing.assert_close(eca_cuda.eca(x, w, "circular"), expected)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("padding_mode", PADDING_MODES)
+@pytest.mark.parametrize(
+    "taps",
+    [
+        [float("nan"), 1.0, 1.0],  # poisons every gate whose window reads a channel
+        [1.0, float("nan"), 1.0],
+        [1.0, 1.0, float("inf")],  # saturates gates; inf * 0 where a channel mean is 0
+        [-float("inf"), 0.5, 1.0],
+    ],
+    ids=["nan-edge", "nan-centre", "inf-edge", "neg-inf-edge"],
+)
+def test_non_finite_weight_propagates_like_reference(taps, padding_mode, device):
+    """NaN and +/-inf in the weight give non-finite outputs and gradients exactly where the
+    reference has them, padding included (a padded tap never multiplies the weight)."""
+    x, _, grad_y = make_inputs((2, 12, 3, 3), 3, torch.float32, "cpu", "contiguous")
+    x = x.clone()
+    x[1, 4] = torch.tensor([[1.0, -1.0, 0.0]] * 3)  # a channel whose mean is exactly 0
+    weight = torch.tensor(taps).view(1, 1, 3)
+    x, weight, grad_y = x.to(device), weight.to(device), grad_y.to(device)
+    ours = forward_backward(eca_cuda.eca, x, weight, grad_y, padding_mode)
+    ref = forward_backward(eca_cuda.reference.eca, x, weight, grad_y, padding_mode)
+    for name, a, b in zip(("y", "grad_x", "grad_weight"), ours, ref):
+        assert torch.equal(a.isnan(), b.isnan()), name
+        assert torch.equal(a.isinf(), b.isinf()), name
+        assert torch.equal(a[a.isinf()], b[b.isinf()]), name
+        torch.testing.assert_close(a, b, equal_nan=True, msg=name)
