@@ -106,6 +106,9 @@ cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3"]
 OPENMP = torch.backends.openmp.is_available() and sys.platform != "darwin"
 openmp_flags = ["-fopenmp"] if OPENMP else []
 cxx_flags += openmp_flags
+# No a * b + c contracted into an FMA behind our back: the contiguous and channels_last
+# kernels must round the same scalar expressions the same way to give the same bits.
+cxx_flags += ["-ffp-contract=off"]
 define_macros = []
 extra_compile_args = {"cxx": cxx_flags}
 

@@ -1,6 +1,7 @@
 """The lower instruction-set builds of the CPU kernels (DEFAULT, AVX2) also match the
-reference: each runs the CPU cases of test_ops.py in a subprocess with ATEN_CPU_CAPABILITY
-lowered, since the build is chosen once per process."""
+reference and give the same bits in every layout: each runs the CPU cases of test_ops.py and
+test_layouts.py in a subprocess with ATEN_CPU_CAPABILITY lowered, since the build is
+chosen once per process."""
 
 import os
 import subprocess
@@ -46,8 +47,9 @@ def test_lower_builds_match_reference(capability):
             "-p",
             "no:cacheprovider",
             os.path.join(tests, "test_ops.py"),
+            os.path.join(tests, "test_layouts.py"),  # every layout gives the same bits
             "-k",
-            "cpu or tiled or bitwise",
+            "cpu or tiled or bitwise or layouts",
         ],
         env=env,
         cwd=os.path.dirname(tests),

@@ -3,15 +3,16 @@
 // CPU_CAPABILITY and include this file, as ATen builds its own
 // kernels per capability; eca_kernels_cpu.cpp picks one at run time.
 //
-// No (N, C, L) temporary is made; per-channel math comes from eca_math.h. Every sum is
-// computed by one thread in a fixed order that depends only on the shape, so results are
-// bitwise identical for any thread count (they may differ between instruction sets).
+// No (N, C, L) temporary is made; per-channel math comes from eca_math.h. Every spatial sum
+// follows one canonical order (see kSumChunk) that depends only on L and the instruction set,
+// so results are bitwise identical for any thread count and for contiguous and channels_last
+// inputs (they may differ between instruction sets).
 //
 // Contiguous (N, C, L): each thread walks its own range of (n, c) rows, computing row sums a
 // few rows ahead of the rows it finishes (gate, rescale), so a row is re-read from the core's
-// L2 rather than from memory. Channels last (N, L, C): each sample's rows of C are cut into
-// fixed chunks; a thread sums its chunks, and after the gates are known rescales the same
-// chunks, still in its cache.
+// L2 rather than from memory. Channels last (N, L, C): each sample is cut into (row chunk,
+// channel block) items; a thread sums its items, and after the gates are known rescales the
+// same items, still in its cache.
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -108,56 +109,116 @@ struct VecIO<c10::BFloat16> : ReducedVecIO<c10::BFloat16> {};
 template <>
 struct VecIO<c10::Half> : ReducedVecIO<c10::Half> {};
 
-// Lanes of v summed by at::vec's fixed shuffle tree (the same order on every call).
+// The canonical order of every spatial sum (pooling, and t = sum g x in the backward), the
+// same for both layouts, so that contiguous and channels_last inputs give the same bits:
+// - S = Vectorized<acc_t>::size() slots; element l of a chunk of kSumChunk elements goes to
+//   slot l % S, and each slot adds its elements in increasing l;
+// - one chunk (L <= kSumChunk): the S slot sums are added by halving_tree;
+// - several chunks: each slot adds its chunk sums in chunk order in double (so a sum over
+//   2^30 elements keeps its digits), then halving_tree in double.
+// The contiguous kernel holds the S slots in one vector per row; the channels-last kernel
+// holds S rows of slot sums per channel block.
+constexpr int64_t kSumChunk = 1024;
+
 template <typename acc_t>
-acc_t horizontal_sum(const Vectorized<acc_t>& v) {
-  return at::vec::vec_reduce_all<acc_t>(
-      [](const Vectorized<acc_t>& p, const Vectorized<acc_t>& q) { return p + q; }, v);
+constexpr int64_t kSlots = Vectorized<acc_t>::size();
+
+// a[0] after a[i] += a[i + w] for w = n/2, n/4, ..., 1 (n a power of two).
+template <typename T>
+T halving_tree(T* a, int64_t n) {
+  for (int64_t w = n / 2; w >= 1; w /= 2) {
+    for (int64_t i = 0; i < w; ++i) a[i] = a[i] + a[i + w];
+  }
+  return a[0];
 }
 
-// Sum of a[0..L) (times b[0..L) when given), in four vector accumulators.
-template <typename scalar_t, typename acc_t = typename VecIO<scalar_t>::acc_t>
-acc_t row_sum(const scalar_t* a, const scalar_t* b, int64_t L) {
+// halving_tree of the lanes of v. ATen's shuffle reduction for float on AVX2/AVX-512 is
+// this very tree (lane i + lane i + w for w = S/2, ..., 1); other types reduce in sequence
+// there, so they go through memory.
+template <typename acc_t>
+acc_t halving_sum(const Vectorized<acc_t>& v) {
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<acc_t, float>) {
+    return at::vec::vec_reduce_all<float>(
+        [](const Vectorized<float>& p, const Vectorized<float>& q) { return p + q; }, v);
+  }
+#endif
+  acc_t a[kSlots<acc_t>];
+  v.store(a);
+  return halving_tree(a, kSlots<acc_t>);
+}
+
+// Slot sums of chunk [0, n) of kRows rows of a contiguous tensor (row r at a + r * L), times
+// b when given: the rows' chains interleave, to hide the add latency of one chain.
+template <int kRows, typename scalar_t, typename Vec = typename VecIO<scalar_t>::Vec>
+void chunk_slot_sums(const scalar_t* a, const scalar_t* b, int64_t L, int64_t n, Vec* acc) {
   using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t kStep = IO::kStep;
-  Vec s0(0), s1(0), s2(0), s3(0);
-  Vec a0, a1, a2, a3, b0, b1, b2, b3;
-  int64_t l = 0;
-  if (b) {
-    for (; l + 2 * kStep <= L; l += 2 * kStep) {
-      IO::load(a + l, kStep, a0, a1);
-      IO::load(a + l + kStep, kStep, a2, a3);
-      IO::load(b + l, kStep, b0, b1);
-      IO::load(b + l + kStep, kStep, b2, b3);
-      s0 = at::vec::fmadd(a0, b0, s0);
-      s1 = at::vec::fmadd(a1, b1, s1);
-      s2 = at::vec::fmadd(a2, b2, s2);
-      s3 = at::vec::fmadd(a3, b3, s3);
-    }
-    for (; l < L; l += kStep) {
-      IO::load(a + l, L - l, a0, a1);
-      IO::load(b + l, L - l, b0, b1);
-      s0 = at::vec::fmadd(a0, b0, s0);
-      s1 = at::vec::fmadd(a1, b1, s1);
-    }
-  } else {
-    for (; l + 2 * kStep <= L; l += 2 * kStep) {
-      IO::load(a + l, kStep, a0, a1);
-      IO::load(a + l + kStep, kStep, a2, a3);
-      s0 += a0;
-      s1 += a1;
-      s2 += a2;
-      s3 += a3;
-    }
-    for (; l < L; l += kStep) {
-      IO::load(a + l, L - l, a0, a1);
-      s0 += a0;
-      s1 += a1;
+  for (int r = 0; r < kRows; ++r) acc[r] = Vec(0);
+  Vec a0, a1, b0, b1;
+  for (int64_t l = 0; l < n; l += IO::kStep) {
+    for (int r = 0; r < kRows; ++r) {
+      IO::load(a + r * L + l, n - l, a0, a1);  // a1: elements l + S .. l + 2S - 1, same slots
+      if (b) {
+        IO::load(b + r * L + l, n - l, b0, b1);
+        acc[r] = at::vec::fmadd(a0, b0, acc[r]);
+        acc[r] = at::vec::fmadd(a1, b1, acc[r]);
+      } else {
+        acc[r] = acc[r] + a0;
+        acc[r] = acc[r] + a1;
+      }
     }
   }
-  return horizontal_sum<acc_t>((s0 + s2) + (s1 + s3));
 }
+
+// out[r] = the sum of a[r * L .. r * L + L) (times b's) in the canonical order above, for
+// kRows rows.
+template <int kRows, typename scalar_t, typename acc_t>
+void row_sums(const scalar_t* a, const scalar_t* b, int64_t L, acc_t* out) {
+  using Vec = typename VecIO<scalar_t>::Vec;
+  constexpr int64_t S = kSlots<acc_t>;
+  static_assert(kSumChunk % (2 * S) == 0);
+  Vec acc[kRows];
+  if (L <= kSumChunk) {
+    chunk_slot_sums<kRows>(a, b, L, L, acc);
+    for (int r = 0; r < kRows; ++r) out[r] = halving_sum(acc[r]);
+    return;
+  }
+  double total[kRows][S] = {};
+  acc_t slots[S];
+  for (int64_t l0 = 0; l0 < L; l0 += kSumChunk) {
+    chunk_slot_sums<kRows>(a + l0, b ? b + l0 : nullptr, L, std::min(kSumChunk, L - l0), acc);
+    for (int r = 0; r < kRows; ++r) {
+      acc[r].store(slots);
+      for (int64_t s = 0; s < S; ++s) total[r][s] += double(slots[s]);
+    }
+  }
+  for (int r = 0; r < kRows; ++r) out[r] = acc_t(halving_tree(total[r], S));
+}
+
+// The row statistic pipeline_rows computes: scale * sum_l a[q, l] (* b[q, l]).
+template <typename scalar_t, typename acc_t>
+struct RowSum {
+  const scalar_t* a;
+  const scalar_t* b;
+  int64_t L;
+  acc_t scale;
+
+  acc_t operator()(int64_t q) const {
+    acc_t sum;
+    row_sums<1>(a + q * L, b ? b + q * L : nullptr, L, &sum);
+    return sum * scale;
+  }
+  // out[q] for q in [q0, q1), two rows at a time: the same bits as operator().
+  void fill(int64_t q0, int64_t q1, acc_t* out) const {
+    int64_t q = q0;
+    for (acc_t sums[2]; q + 2 <= q1; q += 2) {
+      row_sums<2>(a + q * L, b ? b + q * L : nullptr, L, sums);
+      out[q] = sums[0] * scale;
+      out[q + 1] = sums[1] * scale;
+    }
+    if (q < q1) out[q] = (*this)(q);
+  }
+};
 
 // One row: out[l] = in[l] * s + shift (shift = 0 in the forward).
 template <typename scalar_t, typename acc_t>
@@ -173,61 +234,80 @@ void scale_shift_row(const scalar_t* __restrict__ in, acc_t s, acc_t shift, int6
   }
 }
 
-// Channels last: out[c] = sum_r a[r, c] (* b[r, c] when given) over `rows` rows of C.
-// Blocks of 2 * kStep channels keep their sums in registers over all rows (an accumulator
-// row in memory would stall on store-to-load forwarding); the order over r is fixed.
+// Channels last, one chunk of rows of a channel block: slots[s, c] = the slot-s sum of
+// a[r, c] (* b[r, c]) over the chunk's rows r with r % S == s (rows of `stride` elements,
+// `width` channels; slots has rows of `slot_stride`). The sums live in memory (S rows of at most
+// kChannelBlock channels stay in L1); each row adds to the slot row it belongs to.
 template <typename scalar_t, typename acc_t>
-void sum_rows_channels_last(const scalar_t* a, const scalar_t* b, int64_t rows, int64_t C,
-                            acc_t* out) {
+void slot_sums_channels_last(const scalar_t* a, const scalar_t* b, int64_t rows, int64_t width,
+                             int64_t stride, acc_t* slots, int64_t slot_stride) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
-  constexpr int64_t kStep = IO::kStep;
-  for (int64_t c0 = 0; c0 < C; c0 += 2 * kStep) {
-    const int64_t n0 = std::min(kStep, C - c0);
-    const int64_t n1 = std::clamp<int64_t>(C - c0 - kStep, 0, kStep);
-    Vec s0(0), s1(0), s2(0), s3(0), a0, a1, a2, a3, b0, b1, b2, b3;
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t offset = r * C + c0;
-      IO::load(a + offset, n0, a0, a1);
-      if (n1 > 0) IO::load(a + offset + kStep, n1, a2, a3);
-      if (b) {
-        IO::load(b + offset, n0, b0, b1);
+  constexpr int64_t S = kSlots<acc_t>;
+  for (int64_t s = 0; s < S; ++s) std::fill_n(slots + s * slot_stride, width, acc_t(0));
+  Vec a0, a1, b0, b1, s0, s1;
+  for (int64_t r = 0; r < rows; ++r) {
+    const scalar_t* a_row = a + r * stride;
+    const scalar_t* b_row = b ? b + r * stride : nullptr;
+    acc_t* slot = slots + (r % S) * slot_stride;
+    for (int64_t c = 0; c < width; c += IO::kStep) {
+      const int64_t n = std::min(IO::kStep, width - c);
+      IO::load(a_row + c, n, a0, a1);
+      VecIO<acc_t>::load(slot + c, n, s0, s1);
+      if (b_row) {
+        IO::load(b_row + c, n, b0, b1);
         s0 = at::vec::fmadd(a0, b0, s0);
         s1 = at::vec::fmadd(a1, b1, s1);
-        if (n1 > 0) {
-          IO::load(b + offset + kStep, n1, b2, b3);
-          s2 = at::vec::fmadd(a2, b2, s2);
-          s3 = at::vec::fmadd(a3, b3, s3);
-        }
       } else {
-        s0 += a0;
-        s1 += a1;
-        if (n1 > 0) {
-          s2 += a2;
-          s3 += a3;
-        }
+        s0 = s0 + a0;
+        s1 = s1 + a1;
       }
+      VecIO<acc_t>::store(slot + c, n, s0, s1);
     }
-    VecIO<acc_t>::store(out + c0, n0, s0, s1);
-    if (n1 > 0) VecIO<acc_t>::store(out + c0 + kStep, n1, s2, s3);
   }
 }
 
-// Channels last: out[r, c] = in[r, c] * scale[c] + shift[c] (shift = 0 when null).
+// out[c] = scale * (the canonical sum of channel c) for c in [c0, c1), from the slot sums
+// of each chunk: partial holds `chunks` x S rows of C.
+template <typename acc_t>
+void finish_slot_sums(const acc_t* partial, int64_t chunks, int64_t C, int64_t c0, int64_t c1,
+                      acc_t scale, acc_t* out) {
+  using Vec = Vectorized<acc_t>;
+  constexpr int64_t S = kSlots<acc_t>;
+  if (chunks == 1) {  // the halving tree across the S slot rows, a vector of channels at once
+    for (int64_t c = c0; c < c1; c += Vec::size()) {
+      const int64_t n = std::min<int64_t>(Vec::size(), c1 - c);
+      Vec v[S];
+      for (int64_t s = 0; s < S; ++s) v[s] = Vec::loadu(partial + s * C + c, n);
+      (halving_tree(v, S) * Vec(scale)).store(out + c, n);
+    }
+    return;
+  }
+  for (int64_t c = c0; c < c1; ++c) {
+    double total[S] = {};
+    for (int64_t q = 0; q < chunks; ++q) {
+      for (int64_t s = 0; s < S; ++s) total[s] += double(partial[(q * S + s) * C + c]);
+    }
+    out[c] = acc_t(halving_tree(total, S)) * scale;
+  }
+}
+
+// Channels last: out[r, c] = in[r, c] * scale[c] + shift[c] (shift = 0 when null) for
+// `width` channels of `rows` rows of `stride` elements.
 template <typename scalar_t, typename acc_t>
 void scale_shift_rows_channels_last(const scalar_t* in, const acc_t* scale, const acc_t* shift,
-                                    int64_t rows, int64_t C, scalar_t* out) {
+                                    int64_t rows, int64_t width, int64_t stride, scalar_t* out) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t kStep = IO::kStep;
   Vec a0, a1, s0, s1, t0(0), t1(0);
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < C; c += kStep) {
-      const int64_t n = std::min(kStep, C - c);
-      IO::load(in + r * C + c, n, a0, a1);
+    for (int64_t c = 0; c < width; c += kStep) {
+      const int64_t n = std::min(kStep, width - c);
+      IO::load(in + r * stride + c, n, a0, a1);
       VecIO<acc_t>::load(scale + c, n, s0, s1);
       if (shift) VecIO<acc_t>::load(shift + c, n, t0, t1);
-      IO::store(out + r * C + c, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
+      IO::store(out + r * stride + c, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
     }
   }
 }
@@ -270,9 +350,10 @@ void pipeline_rows(int64_t R, int64_t L, int64_t element_size, int64_t lookahead
     RowStats<acc_t, RowStat> row_stats{stats, begin, begin, row_stat};
     for (int64_t r0 = begin; r0 < end; r0 += chunk) {
       const int64_t r1 = std::min(end, r0 + chunk);
-      for (const int64_t target = std::min(end, r1 + lookahead); row_stats.computed < target;
-           ++row_stats.computed) {
-        stats[row_stats.computed] = row_stat(row_stats.computed);
+      const int64_t target = std::min(end, r1 + lookahead);
+      if (row_stats.computed < target) {
+        row_stat.fill(row_stats.computed, target, stats);
+        row_stats.computed = target;
       }
       finish(r0, r1, row_stats);
     }
@@ -301,62 +382,90 @@ void sigmoid_inplace(acc_t* z, int64_t n) {
   }
 }
 
-// Channels last work items: each sample's L rows cut into chunks of about kGrainElements
-// elements. The cut depends only on (L, C), so the per-chunk partial sums, added in chunk
-// order, give the same bits for any thread count.
-struct RowChunks {
-  int64_t rows;    // rows of C per chunk (the last one may be shorter)
-  int64_t chunks;  // chunks per sample
+// Channels last work items: (sample, chunk of kSumChunk rows, block of at most
+// kChannelBlock channels). The row chunks are those of the canonical sum; the channel blocks
+// only split the work (channels are summed independently), so any block size gives the
+// same bits.
+constexpr int64_t kChannelBlock = 512;
 
-  RowChunks(int64_t L, int64_t C) : rows(grain_rows(C)), chunks((L + rows - 1) / rows) {}
-  int64_t first_row(int64_t chunk) const { return chunk * rows; }
-  int64_t rows_in(int64_t chunk, int64_t L) const { return std::min(rows, L - chunk * rows); }
+struct ChannelsLastItems {
+  int64_t L, C, chunks, blocks;
+
+  ChannelsLastItems(int64_t L_, int64_t C_)
+      : L(L_),
+        C(C_),
+        chunks((L_ + kSumChunk - 1) / kSumChunk),
+        blocks((C_ + kChannelBlock - 1) / kChannelBlock) {}
+  int64_t per_sample() const { return chunks * blocks; }
+  int64_t chunk(int64_t item) const { return item % per_sample() / blocks; }
+  int64_t first_row(int64_t item) const { return chunk(item) * kSumChunk; }
+  int64_t rows(int64_t item) const { return std::min(kSumChunk, L - first_row(item)); }
+  int64_t first_channel(int64_t item) const { return item % blocks * kChannelBlock; }
+  int64_t width(int64_t item) const { return std::min(kChannelBlock, C - first_channel(item)); }
 };
 
 // Samples per group in channels last: the group's input (x, or grad_y and x) is about one
-// MiB per thread, so a thread's chunks are still in its L2 when the second phase reads them.
+// MiB per thread, so a thread's items are still in its L2 when the second phase reads them.
 int64_t samples_per_group(int64_t sample_bytes) {
   const int64_t bytes = int64_t(at::get_num_threads()) << 20;
   return std::max<int64_t>(1, bytes / std::max<int64_t>(1, sample_bytes));
 }
 
-// Both channels-last kernels, per group of samples: phase 1 sums a (times b) over each chunk
-// into `partial`; sums[n, c] = scale * (the chunk sums added in chunk order); `between(begin,
-// end)` then works on the (n, c) range [begin, end) of the group (gates, shifts); phase 2 runs
-// `finish_chunk(n, row0, rows)` over the same chunks with the same thread partition.
-template <typename scalar_t, typename acc_t, typename Between, typename FinishChunk>
+// Both channels-last kernels, per group of samples: phase 1 computes the slot sums of a
+// (times b) for every item into `partial`; sums[n, c] = scale * (the canonical sum);
+// `between(begin, end)` then works on the (n, c) range [begin, end) of the group (gates,
+// shifts); phase 2 runs `finish(n, row0, rows, c0, width)` over the same items with the same
+// thread partition, so each thread rescales data still in its cache.
+template <typename scalar_t, typename acc_t, typename Between, typename Finish>
 void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C, int64_t L,
                              acc_t scale, acc_t* sums, const at::TensorOptions& acc_options,
-                             const Between& between, const FinishChunk& finish_chunk) {
-  const RowChunks cut(L, C);
+                             const Between& between, const Finish& finish) {
+  constexpr int64_t S = kSlots<acc_t>;
+  const ChannelsLastItems cut(L, C);
   const int64_t input_bytes = C * L * int64_t(sizeof(scalar_t)) * (b ? 2 : 1);
   const int64_t group = std::min(N, samples_per_group(input_bytes));
-  at::Tensor partial_t = at::empty({group * cut.chunks, C}, acc_options);
-  acc_t* partial = partial_t.mutable_data_ptr<acc_t>();
+  // With several row chunks, S rows of C slot sums per sample and chunk; with one (L <=
+  // kSumChunk, most layers), each item finishes its sums from an L1 scratch and the group's
+  // input stays in L2 for phase 2.
+  at::Tensor partial_t;
+  if (cut.chunks > 1) partial_t = at::empty({group * cut.chunks * S, C}, acc_options);
+  acc_t* partial = cut.chunks > 1 ? partial_t.mutable_data_ptr<acc_t>() : nullptr;
   for (int64_t n0 = 0; n0 < N; n0 += group) {
     const int64_t samples = std::min(group, N - n0);
-    const int64_t items = samples * cut.chunks;
+    const int64_t items = samples * cut.per_sample();
     at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
+      acc_t scratch[S * kChannelBlock];
       for (int64_t item = begin; item < end; ++item) {
-        const int64_t n = n0 + item / cut.chunks, chunk = item % cut.chunks;
-        const int64_t offset = (n * L + cut.first_row(chunk)) * C;
-        sum_rows_channels_last<scalar_t, acc_t>(a + offset, b ? b + offset : nullptr,
-                                                cut.rows_in(chunk, L), C, partial + item * C);
+        const int64_t sample = item / cut.per_sample(), c0 = cut.first_channel(item);
+        const int64_t offset = ((n0 + sample) * L + cut.first_row(item)) * C + c0;
+        const scalar_t* b_item = b ? b + offset : nullptr;
+        if (!partial) {
+          slot_sums_channels_last<scalar_t, acc_t>(a + offset, b_item, cut.rows(item),
+                                                   cut.width(item), C, scratch, kChannelBlock);
+          finish_slot_sums(scratch, 1, kChannelBlock, 0, cut.width(item), scale,
+                           sums + (n0 + sample) * C + c0);
+          continue;
+        }
+        acc_t* slots = partial + ((sample * cut.chunks + cut.chunk(item)) * S) * C + c0;
+        slot_sums_channels_last<scalar_t, acc_t>(a + offset, b_item, cut.rows(item),
+                                                 cut.width(item), C, slots, C);
       }
     });
-    at::parallel_for(0, samples * C, grain_rows(cut.chunks), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const acc_t* column = partial + (i / C) * cut.chunks * C + i % C;
-        acc_t sum = column[0];
-        for (int64_t chunk = 1; chunk < cut.chunks; ++chunk) sum += column[chunk * C];
-        sums[n0 * C + i] = sum * scale;
-      }
-    });
+    if (partial) {
+      const int64_t blocks = cut.blocks;
+      at::parallel_for(0, samples * blocks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t sample = i / blocks, c0 = i % blocks * kChannelBlock;
+          finish_slot_sums(partial + sample * cut.chunks * S * C, cut.chunks, C, c0,
+                           std::min(C, c0 + kChannelBlock), scale, sums + (n0 + sample) * C);
+        }
+      });
+    }
     between(n0 * C, (n0 + samples) * C);
     at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
-        const int64_t chunk = item % cut.chunks;
-        finish_chunk(n0 + item / cut.chunks, cut.first_row(chunk), cut.rows_in(chunk, L));
+        finish(n0 + item / cut.per_sample(), cut.first_row(item), cut.rows(item),
+               cut.first_channel(item), cut.width(item));
       }
     });
   }
@@ -375,9 +484,7 @@ void forward_typed(const ForwardProblem& p) {
   const int64_t pad = (k - 1) / 2;
 
   if (p.layout == Layout::ChannelsFirst) {
-    const auto mean_of_row = [&](int64_t q) {
-      return row_sum<scalar_t>(x + q * L, nullptr, L) * inv_L;
-    };
+    const RowSum<scalar_t, acc_t> mean_of_row{x, nullptr, L, inv_L};
     pipeline_rows<acc_t>(
         N * C, L, sizeof(scalar_t), pad, pooled, mean_of_row,
         [&](int64_t r0, int64_t r1, const auto& pooled_at) {
@@ -411,10 +518,10 @@ void forward_typed(const ForwardProblem& p) {
           sigmoid_inplace(gate + r0, r1 - r0);
         });
       },
-      [&](int64_t n, int64_t row0, int64_t rows) {
-        const int64_t offset = (n * L + row0) * C;
-        scale_shift_rows_channels_last<scalar_t, acc_t>(x + offset, gate + n * C, nullptr, rows, C,
-                                                        y + offset);
+      [&](int64_t n, int64_t row0, int64_t rows, int64_t c0, int64_t width) {
+        const int64_t offset = (n * L + row0) * C + c0;
+        scale_shift_rows_channels_last<scalar_t, acc_t>(x + offset, gate + n * C + c0, nullptr,
+                                                        rows, width, C, y + offset);
       });
 }
 
@@ -462,7 +569,7 @@ void backward_typed(const BackwardProblem& p) {
   acc_t* dz = dz_t.mutable_data_ptr<acc_t>();
 
   if (p.layout == Layout::ChannelsFirst) {
-    const auto t_of_row = [&](int64_t q) { return row_sum<scalar_t>(g + q * L, x + q * L, L); };
+    const RowSum<scalar_t, acc_t> t_of_row{g, x, L, acc_t(1)};
     pipeline_rows<acc_t>(
         N * C, L, sizeof(scalar_t), pad, t, t_of_row,
         [&](int64_t r0, int64_t r1, const auto& t_at) {
@@ -501,10 +608,10 @@ void backward_typed(const BackwardProblem& p) {
             }
           });
         },
-        [&](int64_t n, int64_t row0, int64_t rows) {
-          const int64_t offset = (n * L + row0) * C;
-          scale_shift_rows_channels_last<scalar_t, acc_t>(g + offset, gate + n * C, shift + n * C,
-                                                          rows, C, grad_x + offset);
+        [&](int64_t n, int64_t row0, int64_t rows, int64_t c0, int64_t width) {
+          const int64_t offset = (n * L + row0) * C + c0;
+          scale_shift_rows_channels_last<scalar_t, acc_t>(
+              g + offset, gate + n * C + c0, shift + n * C + c0, rows, width, C, grad_x + offset);
         });
   }
   weight_grad(dz, pooled, N, C, k, p.mode, partial_t.mutable_data_ptr<acc_t>(),
