@@ -20,7 +20,12 @@ NEEDED_BYTES = 9 << 30
 def free_bytes(device):
     if device == "cuda":
         return torch.cuda.mem_get_info()[0]
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    try:  # MemAvailable counts the page cache the kernel can drop; "free" does not
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 def make_x(device):
