@@ -25,6 +25,20 @@ def to_memory_format(x: torch.Tensor, memory_format: str) -> torch.Tensor:
     raise ValueError(memory_format)
 
 
+def make_inputs(shape, k, dtype, device, memory_format, weight_dtype=None, seed=0):
+    """(x, weight of shape (1, 1, k), grad_y), seeded, x and grad_y in ``memory_format``."""
+    gen = torch.Generator().manual_seed(seed)
+    # Means far from zero and weights of O(1) keep the gate away from saturation.
+    x = torch.randn(shape, generator=gen) + torch.randn(shape[1], generator=gen).view(
+        1, -1, *([1] * (len(shape) - 2))
+    )
+    weight = torch.randn(1, 1, k, generator=gen)
+    grad_y = torch.randn(shape, generator=gen)
+    x = to_memory_format(x.to(device, dtype), memory_format)
+    grad_y = to_memory_format(grad_y.to(device, dtype), memory_format)
+    return x, weight.to(device, weight_dtype or dtype), grad_y
+
+
 def forward_backward(fn, x, weight, grad_y, padding_mode):
     """(y, grad_x, grad_weight) of ``fn(x, weight, padding_mode)`` for upstream ``grad_y``."""
     x = x.detach().requires_grad_()

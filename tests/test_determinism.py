@@ -8,16 +8,7 @@ import pytest
 import torch
 
 import eca_cuda
-from helpers import DEVICES, forward_backward, to_memory_format
-
-
-def inputs(shape, dtype, device, memory_format, seed):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=gen, dtype=dtype) + 0.5
-    grad_y = torch.randn(shape, generator=gen, dtype=dtype)
-    weight = torch.randn(1, 1, 5, generator=gen, dtype=dtype)
-    x, grad_y = (to_memory_format(t.to(device), memory_format) for t in (x, grad_y))
-    return x, weight.to(device), grad_y
+from helpers import DEVICES, forward_backward, make_inputs
 
 
 def assert_bitwise_equal(a, b):
@@ -30,7 +21,7 @@ def assert_bitwise_equal(a, b):
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("shape", [(8, 96, 14, 14), (2, 40, 96, 96)], ids=str)
 def test_repeated_runs_are_bitwise_identical(shape, memory_format, dtype, device):
-    x, weight, grad_y = inputs(shape, dtype, device, memory_format, seed=0)
+    x, weight, grad_y = make_inputs(shape, 5, dtype, device, memory_format)
     first = forward_backward(eca_cuda.eca, x, weight, grad_y, "zeros")
     for _ in range(4):
         assert_bitwise_equal(forward_backward(eca_cuda.eca, x, weight, grad_y, "zeros"), first)
@@ -41,7 +32,9 @@ def test_repeated_runs_are_bitwise_identical(shape, memory_format, dtype, device
 def test_works_under_use_deterministic_algorithms(padding_mode, device):
     """No op of ours is flagged nondeterministic (it would raise), and the results are
     the bits of a run without the flag."""
-    x, weight, grad_y = inputs((4, 64, 9, 9), torch.float32, device, "channels_last", seed=1)
+    x, weight, grad_y = make_inputs(
+        (4, 64, 9, 9), 5, torch.float32, device, "channels_last", seed=1
+    )
     free = forward_backward(eca_cuda.eca, x, weight, grad_y, padding_mode)
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -58,7 +51,7 @@ def test_concurrent_calls_from_python_threads_match_serial_calls():
     """Several Python threads calling the CPU kernels at once (each kernel also parallel
     inside) get exactly what serial calls give."""
     jobs = [
-        inputs(shape, dtype, "cpu", memory_format, seed)
+        make_inputs(shape, 5, dtype, "cpu", memory_format, seed=seed)
         for seed, (shape, dtype, memory_format) in enumerate(
             [
                 ((4, 64, 20, 20), torch.float32, "contiguous"),

@@ -13,7 +13,7 @@ from helpers import (
     PADDING_MODES,
     check_against_reference,
     forward_backward,
-    to_memory_format,
+    make_inputs,
 )
 
 SHAPES = [
@@ -29,19 +29,6 @@ SHAPES = [
 ]
 KERNEL_SIZES = [1, 3, 5, 7, 9]
 DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
-
-
-def make_inputs(shape, k, dtype, device, memory_format, weight_dtype=None, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    # Means far from zero and weights of O(1) keep the gate away from saturation.
-    x = torch.randn(shape, generator=gen) + torch.randn(shape[1], generator=gen).view(
-        1, -1, *([1] * (len(shape) - 2))
-    )
-    weight = torch.randn(1, 1, k, generator=gen)
-    grad_y = torch.randn(shape, generator=gen)
-    x = to_memory_format(x.to(device, dtype), memory_format)
-    grad_y = to_memory_format(grad_y.to(device, dtype), memory_format)
-    return x, weight.to(device, weight_dtype or dtype), grad_y
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -160,6 +147,14 @@ def test_bitwise_identical_across_cpu_thread_counts(shape, memory_format):
         assert torch.equal(a, b)
 
 
+def assert_same_non_finite(ours, ref):
+    """NaN and +/-inf at the same positions, with the same signs, in (y, grad_x, grad_weight)."""
+    for name, a, b in zip(("y", "grad_x", "grad_weight"), ours, ref):
+        assert torch.equal(a.isnan(), b.isnan()), name
+        assert torch.equal(a.isinf(), b.isinf()), name
+        assert torch.equal(a[a.isinf()], b[b.isinf()]), name  # same signs
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
 def test_non_finite_values_propagate_like_reference(memory_format, device):
@@ -172,10 +167,7 @@ def test_non_finite_values_propagate_like_reference(memory_format, device):
     x, weight, grad_y = x.to(device), weight.to(device), grad_y.to(device)
     ours = forward_backward(eca_cuda.eca, x, weight, grad_y, "zeros")
     ref = forward_backward(eca_cuda.reference.eca, x, weight, grad_y, "zeros")
-    for name, a, b in zip(("y", "grad_x", "grad_weight"), ours, ref):
-        assert torch.equal(a.isnan(), b.isnan()), name
-        assert torch.equal(a.isinf(), b.isinf()), name
-        assert torch.equal(a[a.isinf()], b[b.isinf()]), name  # same signs
+    assert_same_non_finite(ours, ref)
 
 
 def test_circular_matches_timm_circular_pad():
@@ -211,8 +203,6 @@ def test_non_finite_weight_propagates_like_reference(taps, padding_mode, device)
     x, weight, grad_y = x.to(device), weight.to(device), grad_y.to(device)
     ours = forward_backward(eca_cuda.eca, x, weight, grad_y, padding_mode)
     ref = forward_backward(eca_cuda.reference.eca, x, weight, grad_y, padding_mode)
+    assert_same_non_finite(ours, ref)
     for name, a, b in zip(("y", "grad_x", "grad_weight"), ours, ref):
-        assert torch.equal(a.isnan(), b.isnan()), name
-        assert torch.equal(a.isinf(), b.isinf()), name
-        assert torch.equal(a[a.isinf()], b[b.isinf()]), name
         torch.testing.assert_close(a, b, equal_nan=True, msg=name)

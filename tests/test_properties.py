@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from helpers import DEVICES, MEMORY_FORMATS, check_against_reference, to_memory_format
+from helpers import DEVICES, MEMORY_FORMATS, check_against_reference, make_inputs
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -43,14 +43,12 @@ def problems(draw):
 )
 @given(problem=problems())
 def test_matches_float64_reference(problem, device):
-    gen = torch.Generator().manual_seed(problem["seed"])
-    shape, dtype = problem["shape"], problem["dtype"]
-    # Channel offsets keep the gates off saturation, where half-precision errors vanish.
-    offsets = torch.randn(shape[1], generator=gen).view(1, -1, *([1] * (len(shape) - 2)))
-    x = torch.randn(shape, generator=gen) + offsets
-    weight = torch.randn(1, 1, problem["k"], generator=gen)
-    grad_y = torch.randn(shape, generator=gen)
-    x, grad_y = (
-        to_memory_format(t.to(device, dtype), problem["memory_format"]) for t in (x, grad_y)
+    x, weight, grad_y = make_inputs(
+        problem["shape"],
+        problem["k"],
+        problem["dtype"],
+        device,
+        problem["memory_format"],
+        seed=problem["seed"],
     )
-    check_against_reference(x, weight.to(device, dtype), grad_y, problem["padding_mode"])
+    check_against_reference(x, weight, grad_y, problem["padding_mode"])
