@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include "../eca_host.h"
 #include "eca_kernels_cpu.h"
@@ -208,15 +209,15 @@ struct RowSum {
     row_sums<1>(a + q * L, b ? b + q * L : nullptr, L, &sum);
     return sum * scale;
   }
-  // out[q] for q in [q0, q1), two rows at a time: the same bits as operator().
+  // out[q] for q in [q0, q1), four rows at a time (their chains overlap; short rows are
+  // bound by the latency of each row's adds): the same bits as operator().
   void fill(int64_t q0, int64_t q1, acc_t* out) const {
     int64_t q = q0;
-    for (acc_t sums[2]; q + 2 <= q1; q += 2) {
-      row_sums<2>(a + q * L, b ? b + q * L : nullptr, L, sums);
-      out[q] = sums[0] * scale;
-      out[q + 1] = sums[1] * scale;
+    for (acc_t sums[4]; q + 4 <= q1; q += 4) {
+      row_sums<4>(a + q * L, b ? b + q * L : nullptr, L, sums);
+      for (int i = 0; i < 4; ++i) out[q + i] = sums[i] * scale;
     }
-    if (q < q1) out[q] = (*this)(q);
+    for (; q < q1; ++q) out[q] = (*this)(q);
   }
 };
 
@@ -365,6 +366,80 @@ inline bool window_inside(int64_t c, int64_t pad, int64_t C) {
   return c >= pad && c + pad < C;
 }
 
+// (n, c) of the rows r0, r0 + 1, ... of an (N, C) row range: one division per range, as a
+// 64-bit division per row costs as much as the rest of a 7x7 row.
+struct RowIndex {
+  int64_t n, c;
+  const int64_t C;
+  RowIndex(int64_t r, int64_t C_) : n(r / C_), c(r % C_), C(C_) {}
+  void next() { advance(1); }
+  // m rows on, within the sample or to its end (c + m <= C).
+  void advance(int64_t m) {
+    c += m;
+    if (c == C) {
+      c = 0;
+      ++n;
+    }
+  }
+};
+
+// Rows [r, r + run) of one sample whose windows are all inside [0, C) (run = 0 when row r's
+// is not): they take the vector paths below.
+inline int64_t interior_run(int64_t c, int64_t pad, int64_t C, int64_t rows_left) {
+  return window_inside(c, pad, C) ? std::min(rows_left, C - pad - c) : 0;
+}
+
+// z[i] = sum_j w[j] p[i + j] (channel_conv), or with `transposed` sum_j w[j] p[i + k - 1 - j]
+// (channel_conv_transposed), for i < n: their taps in their order (a product, then an add), a
+// vector of channels at a time, so each z[i] has the bits of the per-channel functions.
+template <typename acc_t>
+void conv_taps(const acc_t* p, const acc_t* w, int64_t k, bool transposed, int64_t n, acc_t* z) {
+  using Vec = Vectorized<acc_t>;
+  for (int64_t i = 0; i < n; i += Vec::size()) {
+    const int64_t m = std::min<int64_t>(Vec::size(), n - i);
+    Vec acc(acc_t(0));
+    for (int64_t j = 0; j < k; ++j) {
+      acc = acc + Vec(w[j]) * Vec::loadu(p + i + (transposed ? k - 1 - j : j), m);
+    }
+    acc.store(z + i, m);
+  }
+}
+
+// out[r] = channel_conv (or channel_conv_transposed) of row r's sample of the (N, C) array
+// `in`, for r in [r0, r1): runs of interior channels by conv_taps, the others one at a time.
+template <typename acc_t>
+void channel_conv_rows(const acc_t* in, const acc_t* w, int64_t k, bool transposed, int64_t C,
+                       PaddingMode mode, int64_t r0, int64_t r1, acc_t* out) {
+  const int64_t pad = (k - 1) / 2;
+  RowIndex at(r0, C);
+  for (int64_t r = r0; r < r1;) {
+    const int64_t run = interior_run(at.c, pad, C, r1 - r);
+    if (run) {
+      conv_taps(in + r - pad, w, k, transposed, run, out + r);
+      r += run;
+      at.advance(run);
+      continue;
+    }
+    const acc_t* row = in + at.n * C;
+    out[r] = transposed ? channel_conv_transposed(row, w, k, at.c, C, mode)
+                        : channel_conv(row, w, k, at.c, C, mode);
+    ++r;
+    at.next();
+  }
+}
+
+// dz[i] = gate_input_grad(t[i], s[i]) for i < n, a vector at a time (same operations).
+template <typename acc_t>
+void gate_input_grads(const acc_t* t, const acc_t* s, int64_t n, acc_t* dz) {
+  using Vec = Vectorized<acc_t>;
+  const Vec one(acc_t(1));
+  for (int64_t i = 0; i < n; i += Vec::size()) {
+    const int64_t m = std::min<int64_t>(Vec::size(), n - i);
+    const Vec sv = Vec::loadu(s + i, m);
+    (Vec::loadu(t + i, m) * (sv * (one - sv))).store(dz + i, m);
+  }
+}
+
 // z[i] = sigmoid(z[i]) for i < n: vectorized (at::vec's exp_u20) for float, NaN kept.
 template <typename acc_t>
 void sigmoid_inplace(acc_t* z, int64_t n) {
@@ -488,18 +563,21 @@ void forward_typed(const ForwardProblem& p) {
     pipeline_rows<acc_t>(
         N * C, L, sizeof(scalar_t), pad, pooled, mean_of_row,
         [&](int64_t r0, int64_t r1, const auto& pooled_at) {
-          for (int64_t r = r0; r < r1; ++r) {
-            const int64_t n = r / C, c = r % C;
-            const acc_t* window =
-                window_inside(c, pad, C) ? pooled_at.span(r - pad, r + pad + 1) : nullptr;
-            if (window) {  // the common case: k taps from consecutive rows
-              acc_t z = acc_t(0);
-              for (int64_t j = 0; j < k; ++j) z += w[j] * window[j];
-              gate[r] = z;
-            } else {
-              const auto sample_at = [&](int64_t i) { return pooled_at(n * C + i); };
-              gate[r] = channel_conv_at(sample_at, w, k, c, C, p.mode);
+          RowIndex at(r0, C);
+          for (int64_t r = r0; r < r1;) {
+            // The common case: a run of channels whose k taps are consecutive computed rows.
+            const int64_t run = interior_run(at.c, pad, C, r1 - r);
+            const acc_t* window = run ? pooled_at.span(r - pad, r + run + pad) : nullptr;
+            if (window) {
+              conv_taps(window, w, k, /*transposed=*/false, run, gate + r);
+              r += run;
+              at.advance(run);
+              continue;
             }
+            const auto sample_at = [&](int64_t i) { return pooled_at(at.n * C + i); };
+            gate[r] = channel_conv_at(sample_at, w, k, at.c, C, p.mode);
+            ++r;
+            at.next();
           }
           sigmoid_inplace(gate + r0, r1 - r0);
           for (int64_t r = r0; r < r1; ++r) {
@@ -512,9 +590,7 @@ void forward_typed(const ForwardProblem& p) {
       x, nullptr, N, C, L, inv_L, pooled, p.pooled.options(),
       [&](int64_t begin, int64_t end) {
         at::parallel_for(begin, end, grain_rows(k), [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) {
-            gate[r] = channel_conv(pooled + (r / C) * C, w, k, r % C, C, p.mode);
-          }
+          channel_conv_rows(pooled, w, k, /*transposed=*/false, C, p.mode, r0, r1, gate);
           sigmoid_inplace(gate + r0, r1 - r0);
         });
       },
@@ -530,13 +606,25 @@ void forward_typed(const ForwardProblem& p) {
 template <typename acc_t>
 void weight_grad(const acc_t* dz, const acc_t* pooled, int64_t N, int64_t C, int64_t k,
                  PaddingMode mode, acc_t* partial, acc_t* grad_w) {
+  using Vec = Vectorized<acc_t>;
+  const int64_t pad = (k - 1) / 2;
   at::parallel_for(0, N, grain_rows(C * k), [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
+      const acc_t* dz_n = dz + n * C;
+      const acc_t* p_n = pooled + n * C;
       for (int64_t j = 0; j < k; ++j) {
-        acc_t sum = acc_t(0);
-        for (int64_t c = 0; c < C; ++c) {
-          sum += weight_grad_term(dz + n * C, pooled + n * C, j, k, c, C, mode);
+        // Channels [lo, hi) read p[c + j - pad] without padding: a vector at a time; the
+        // others (zero padding or a wrap) one at a time after them.
+        const int64_t lo = std::min(C, std::max<int64_t>(0, pad - j));
+        const int64_t hi = std::max(lo, std::min(C, C + pad - j));
+        Vec acc(acc_t(0));
+        for (int64_t c = lo; c < hi; c += Vec::size()) {
+          const int64_t m = std::min<int64_t>(Vec::size(), hi - c);
+          acc = acc + Vec::loadu(dz_n + c, m) * Vec::loadu(p_n + c + j - pad, m);
         }
+        acc_t sum = halving_sum(acc);
+        for (int64_t c = 0; c < lo; ++c) sum += weight_grad_term(dz_n, p_n, j, k, c, C, mode);
+        for (int64_t c = hi; c < C; ++c) sum += weight_grad_term(dz_n, p_n, j, k, c, C, mode);
         partial[n * k + j] = sum;
       }
     }
@@ -573,24 +661,34 @@ void backward_typed(const BackwardProblem& p) {
     pipeline_rows<acc_t>(
         N * C, L, sizeof(scalar_t), pad, t, t_of_row,
         [&](int64_t r0, int64_t r1, const auto& t_at) {
-          for (int64_t r = r0; r < r1; ++r) {
-            const int64_t n = r / C, c = r % C;
-            dz[r] = gate_input_grad(t_at(r), gate[r]);
-            const acc_t* window =
-                window_inside(c, pad, C) ? t_at.span(r - pad, r + pad + 1) : nullptr;
-            acc_t dp = acc_t(0);
-            if (window) {  // the common case: dp = sum_j w[j] dz[c + pad - j] from consecutive rows
-              for (int64_t j = 0; j < k; ++j) {
-                const int64_t q = r + pad - j;
-                dp += w[j] * gate_input_grad(window[pad - j + pad], gate[q]);
+          // Runs of interior channels go by blocks: dz of the block and its halo, then dp.
+          const int64_t block = std::min<int64_t>(r1 - r0, 256);
+          std::vector<acc_t> dz_halo(block + 2 * pad), dp(block);
+          RowIndex at(r0, C);
+          for (int64_t r = r0; r < r1;) {
+            const int64_t run = interior_run(at.c, pad, C, std::min(r1 - r, block));
+            const acc_t* window = run ? t_at.span(r - pad, r + run + pad) : nullptr;
+            if (window) {  // dp[c] = sum_j w[j] dz[c + pad - j]: the taps are consecutive rows
+              gate_input_grads(window, gate + r - pad, run + 2 * pad, dz_halo.data());
+              conv_taps(dz_halo.data(), w, k, /*transposed=*/true, run, dp.data());
+              std::copy_n(dz_halo.data() + pad, run, dz + r);
+              for (int64_t i = 0; i < run; ++i) {
+                scale_shift_row(g + (r + i) * L, gate[r + i], dp[i] * inv_L, L,
+                                grad_x + (r + i) * L);
               }
-            } else {
-              const auto dz_at = [&](int64_t i) {
-                return gate_input_grad(t_at(n * C + i), gate[n * C + i]);
-              };
-              dp = channel_conv_transposed_at(dz_at, w, k, c, C, p.mode);
+              r += run;
+              at.advance(run);
+              continue;
             }
-            scale_shift_row(g + r * L, gate[r], dp * inv_L, L, grad_x + r * L);
+            const int64_t n = at.n;
+            dz[r] = gate_input_grad(t_at(r), gate[r]);
+            const auto dz_at = [&](int64_t i) {
+              return gate_input_grad(t_at(n * C + i), gate[n * C + i]);
+            };
+            const acc_t dp_r = channel_conv_transposed_at(dz_at, w, k, at.c, C, p.mode);
+            scale_shift_row(g + r * L, gate[r], dp_r * inv_L, L, grad_x + r * L);
+            ++r;
+            at.next();
           }
         });
   } else {
@@ -603,9 +701,8 @@ void backward_typed(const BackwardProblem& p) {
             for (int64_t r = r0; r < r1; ++r) dz[r] = gate_input_grad(t[r], gate[r]);
           });
           at::parallel_for(begin, end, grain_rows(k), [&](int64_t r0, int64_t r1) {
-            for (int64_t r = r0; r < r1; ++r) {
-              shift[r] = channel_conv_transposed(dz + (r / C) * C, w, k, r % C, C, p.mode) * inv_L;
-            }
+            channel_conv_rows(dz, w, k, /*transposed=*/true, C, p.mode, r0, r1, shift);
+            for (int64_t r = r0; r < r1; ++r) shift[r] *= inv_L;
           });
         },
         [&](int64_t n, int64_t row0, int64_t rows, int64_t c0, int64_t width) {
