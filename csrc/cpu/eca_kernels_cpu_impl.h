@@ -405,24 +405,34 @@ void conv_taps(const acc_t* p, const acc_t* w, int64_t k, bool transposed, int64
   }
 }
 
-// out[r] = channel_conv (or channel_conv_transposed) of row r's sample of the (N, C) array
-// `in`, for r in [r0, r1): runs of interior channels by conv_taps, the others one at a time.
+// An (N, C) array every row of which is known: the stats interface of RowStats.
 template <typename acc_t>
-void channel_conv_rows(const acc_t* in, const acc_t* w, int64_t k, bool transposed, int64_t C,
+struct KnownStats {
+  const acc_t* stats;
+  acc_t operator()(int64_t q) const { return stats[q]; }
+  const acc_t* span(int64_t q0, int64_t /*q1*/) const { return stats + q0; }
+};
+
+// out[r] = channel_conv (or channel_conv_transposed) of row r's sample of the (N, C) `stats`
+// (KnownStats or RowStats), for r in [r0, r1): runs of interior channels whose taps are all
+// available by conv_taps, the others one at a time.
+template <typename acc_t, typename Stats>
+void channel_conv_rows(const Stats& stats, const acc_t* w, int64_t k, bool transposed, int64_t C,
                        PaddingMode mode, int64_t r0, int64_t r1, acc_t* out) {
   const int64_t pad = (k - 1) / 2;
   RowIndex at(r0, C);
   for (int64_t r = r0; r < r1;) {
     const int64_t run = interior_run(at.c, pad, C, r1 - r);
-    if (run) {
-      conv_taps(in + r - pad, w, k, transposed, run, out + r);
+    const acc_t* window = run ? stats.span(r - pad, r + run + pad) : nullptr;
+    if (window) {
+      conv_taps(window, w, k, transposed, run, out + r);
       r += run;
       at.advance(run);
       continue;
     }
-    const acc_t* row = in + at.n * C;
-    out[r] = transposed ? channel_conv_transposed(row, w, k, at.c, C, mode)
-                        : channel_conv(row, w, k, at.c, C, mode);
+    const auto sample_at = [&](int64_t i) { return stats(at.n * C + i); };
+    out[r] = transposed ? channel_conv_transposed_at(sample_at, w, k, at.c, C, mode)
+                        : channel_conv_at(sample_at, w, k, at.c, C, mode);
     ++r;
     at.next();
   }
@@ -560,37 +570,23 @@ void forward_typed(const ForwardProblem& p) {
 
   if (p.layout == Layout::ChannelsFirst) {
     const RowSum<scalar_t, acc_t> mean_of_row{x, nullptr, L, inv_L};
-    pipeline_rows<acc_t>(
-        N * C, L, sizeof(scalar_t), pad, pooled, mean_of_row,
-        [&](int64_t r0, int64_t r1, const auto& pooled_at) {
-          RowIndex at(r0, C);
-          for (int64_t r = r0; r < r1;) {
-            // The common case: a run of channels whose k taps are consecutive computed rows.
-            const int64_t run = interior_run(at.c, pad, C, r1 - r);
-            const acc_t* window = run ? pooled_at.span(r - pad, r + run + pad) : nullptr;
-            if (window) {
-              conv_taps(window, w, k, /*transposed=*/false, run, gate + r);
-              r += run;
-              at.advance(run);
-              continue;
-            }
-            const auto sample_at = [&](int64_t i) { return pooled_at(at.n * C + i); };
-            gate[r] = channel_conv_at(sample_at, w, k, at.c, C, p.mode);
-            ++r;
-            at.next();
-          }
-          sigmoid_inplace(gate + r0, r1 - r0);
-          for (int64_t r = r0; r < r1; ++r) {
-            scale_shift_row(x + r * L, gate[r], acc_t(0), L, y + r * L);
-          }
-        });
+    pipeline_rows<acc_t>(N * C, L, sizeof(scalar_t), pad, pooled, mean_of_row,
+                         [&](int64_t r0, int64_t r1, const auto& pooled_at) {
+                           channel_conv_rows(pooled_at, w, k, /*transposed=*/false, C, p.mode, r0,
+                                             r1, gate);
+                           sigmoid_inplace(gate + r0, r1 - r0);
+                           for (int64_t r = r0; r < r1; ++r) {
+                             scale_shift_row(x + r * L, gate[r], acc_t(0), L, y + r * L);
+                           }
+                         });
     return;
   }
   channels_last_two_phase<scalar_t, acc_t>(
       x, nullptr, N, C, L, inv_L, pooled, p.pooled.options(),
       [&](int64_t begin, int64_t end) {
         at::parallel_for(begin, end, grain_rows(k), [&](int64_t r0, int64_t r1) {
-          channel_conv_rows(pooled, w, k, /*transposed=*/false, C, p.mode, r0, r1, gate);
+          channel_conv_rows(KnownStats<acc_t>{pooled}, w, k, /*transposed=*/false, C, p.mode, r0,
+                            r1, gate);
           sigmoid_inplace(gate + r0, r1 - r0);
         });
       },
@@ -701,7 +697,8 @@ void backward_typed(const BackwardProblem& p) {
             for (int64_t r = r0; r < r1; ++r) dz[r] = gate_input_grad(t[r], gate[r]);
           });
           at::parallel_for(begin, end, grain_rows(k), [&](int64_t r0, int64_t r1) {
-            channel_conv_rows(dz, w, k, /*transposed=*/true, C, p.mode, r0, r1, shift);
+            channel_conv_rows(KnownStats<acc_t>{dz}, w, k, /*transposed=*/true, C, p.mode, r0, r1,
+                              shift);
             for (int64_t r = r0; r < r1; ++r) shift[r] *= inv_L;
           });
         },
