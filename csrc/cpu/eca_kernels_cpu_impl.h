@@ -10,9 +10,9 @@
 //
 // Contiguous (N, C, L): each thread walks its own range of (n, c) rows, computing row sums a
 // few rows ahead of the rows it finishes (gate, rescale), so a row is re-read from the core's
-// L2 rather than from memory. Channels last (N, L, C): each sample is cut into (row chunk,
-// channel block) items; a thread sums its items, and after the gates are known rescales the
-// same items, still in its cache.
+// L2 rather than from memory. Channels last (N, L, C): each sample is cut into (row
+// sub-chunk, channel block) items; each thread takes a balanced range of them, sums it, and
+// after the gates are known rescales the same range, still in its cache.
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -112,14 +112,17 @@ struct VecIO<c10::Half> : ReducedVecIO<c10::Half> {};
 
 // The canonical order of every spatial sum (pooling, and t = sum g x in the backward), the
 // same for both layouts, so that contiguous and channels_last inputs give the same bits:
-// - S = Vectorized<acc_t>::size() slots; element l of a chunk of kSumChunk elements goes to
-//   slot l % S, and each slot adds its elements in increasing l;
+// - S = Vectorized<acc_t>::size() slots; element l of a sub-chunk of kSubChunk elements goes
+//   to slot l % S, and each slot adds its elements in increasing l;
+// - a chunk of kSumChunk elements adds its sub-chunks' slot sums slot by slot, in sub-chunk
+//   order (so channels_last can cut a sample's rows into sub-chunks, one per work item);
 // - one chunk (L <= kSumChunk): the S slot sums are added by halving_tree;
 // - several chunks: each slot adds its chunk sums in chunk order in double (so a sum over
 //   2^30 elements keeps its digits), then halving_tree in double.
 // The contiguous kernel holds the S slots in one vector per row; the channels-last kernel
 // holds S rows of slot sums per channel block.
 constexpr int64_t kSumChunk = 1024;
+constexpr int64_t kSubChunk = 512;
 
 template <typename acc_t>
 constexpr int64_t kSlots = Vectorized<acc_t>::size();
@@ -154,20 +157,26 @@ acc_t halving_sum(const Vectorized<acc_t>& v) {
 template <int kRows, typename scalar_t, typename Vec = typename VecIO<scalar_t>::Vec>
 void chunk_slot_sums(const scalar_t* a, const scalar_t* b, int64_t L, int64_t n, Vec* acc) {
   using IO = VecIO<scalar_t>;
-  for (int r = 0; r < kRows; ++r) acc[r] = Vec(0);
+  static_assert(kSubChunk % IO::kStep == 0);
+  Vec sub[kRows];
   Vec a0, a1, b0, b1;
-  for (int64_t l = 0; l < n; l += IO::kStep) {
-    for (int r = 0; r < kRows; ++r) {
-      IO::load(a + r * L + l, n - l, a0, a1);  // a1: elements l + S .. l + 2S - 1, same slots
-      if (b) {
-        IO::load(b + r * L + l, n - l, b0, b1);
-        acc[r] = at::vec::fmadd(a0, b0, acc[r]);
-        acc[r] = at::vec::fmadd(a1, b1, acc[r]);
-      } else {
-        acc[r] = acc[r] + a0;
-        acc[r] = acc[r] + a1;
+  for (int r = 0; r < kRows; ++r) acc[r] = Vec(0);
+  for (int64_t l0 = 0; l0 < n; l0 += kSubChunk) {
+    for (int r = 0; r < kRows; ++r) sub[r] = Vec(0);
+    for (int64_t l = l0; l < std::min(n, l0 + kSubChunk); l += IO::kStep) {
+      for (int r = 0; r < kRows; ++r) {
+        IO::load(a + r * L + l, n - l, a0, a1);  // a1: elements l + S .. l + 2S - 1, same slots
+        if (b) {
+          IO::load(b + r * L + l, n - l, b0, b1);
+          sub[r] = at::vec::fmadd(a0, b0, sub[r]);
+          sub[r] = at::vec::fmadd(a1, b1, sub[r]);
+        } else {
+          sub[r] = sub[r] + a0;
+          sub[r] = sub[r] + a1;
+        }
       }
     }
+    for (int r = 0; r < kRows; ++r) acc[r] = l0 == 0 ? sub[r] : acc[r] + sub[r];
   }
 }
 
@@ -269,27 +278,44 @@ void slot_sums_channels_last(const scalar_t* a, const scalar_t* b, int64_t rows,
 }
 
 // out[c] = scale * (the canonical sum of channel c) for c in [c0, c1), from the slot sums
-// of each chunk: partial holds `chunks` x S rows of C.
+// of each sub-chunk: partial holds `subs` x S rows of `stride` elements.
 template <typename acc_t>
-void finish_slot_sums(const acc_t* partial, int64_t chunks, int64_t C, int64_t c0, int64_t c1,
+void finish_slot_sums(const acc_t* partial, int64_t subs, int64_t stride, int64_t c0, int64_t c1,
                       acc_t scale, acc_t* out) {
   using Vec = Vectorized<acc_t>;
-  constexpr int64_t S = kSlots<acc_t>;
-  if (chunks == 1) {  // the halving tree across the S slot rows, a vector of channels at once
-    for (int64_t c = c0; c < c1; c += Vec::size()) {
-      const int64_t n = std::min<int64_t>(Vec::size(), c1 - c);
-      Vec v[S];
-      for (int64_t s = 0; s < S; ++s) v[s] = Vec::loadu(partial + s * C + c, n);
-      (halving_tree(v, S) * Vec(scale)).store(out + c, n);
+  constexpr int64_t S = kSlots<acc_t>, V = Vec::size();
+  constexpr int64_t kSubsPerChunk = kSumChunk / kSubChunk;
+  for (int64_t c = c0; c < c1; c += V) {  // a vector of channels at a time
+    const int64_t m = std::min<int64_t>(V, c1 - c);
+    Vec v[S];
+    // v[s] = the slot-s sums of the chunk whose first sub-chunk is j0, added in sub-chunk order.
+    const auto chunk_slots = [&](int64_t j0) {
+      for (int64_t j = j0; j < std::min(subs, j0 + kSubsPerChunk); ++j) {
+        for (int64_t s = 0; s < S; ++s) {
+          const Vec sub = Vec::loadu(partial + (j * S + s) * stride + c, m);
+          v[s] = j == j0 ? sub : v[s] + sub;
+        }
+      }
+    };
+    if (subs <= kSubsPerChunk) {  // one chunk: the halving tree across the slots
+      chunk_slots(0);
+      (halving_tree(v, S) * Vec(scale)).store(out + c, m);
+      continue;
     }
-    return;
-  }
-  for (int64_t c = c0; c < c1; ++c) {
-    double total[S] = {};
-    for (int64_t q = 0; q < chunks; ++q) {
-      for (int64_t s = 0; s < S; ++s) total[s] += double(partial[(q * S + s) * C + c]);
+    double total[S][V] = {};
+    acc_t lanes[V];
+    for (int64_t j0 = 0; j0 < subs; j0 += kSubsPerChunk) {
+      chunk_slots(j0);
+      for (int64_t s = 0; s < S; ++s) {
+        v[s].store(lanes);
+        for (int64_t i = 0; i < V; ++i) total[s][i] += double(lanes[i]);
+      }
     }
-    out[c] = acc_t(halving_tree(total, S)) * scale;
+    for (int64_t i = 0; i < m; ++i) {
+      double slots[S];
+      for (int64_t s = 0; s < S; ++s) slots[s] = total[s][i];
+      out[c + i] = acc_t(halving_tree(slots, S)) * scale;
+    }
   }
 }
 
@@ -467,27 +493,65 @@ void sigmoid_inplace(acc_t* z, int64_t n) {
   }
 }
 
-// Channels last work items: (sample, chunk of kSumChunk rows, block of at most
-// kChannelBlock channels). The row chunks are those of the canonical sum; the channel blocks
-// only split the work (channels are summed independently), so any block size gives the
+// Channels last work items: (sample, sub-chunk of kSubChunk rows, block of at most
+// kChannelBlock channels). The row sub-chunks are those of the canonical sum; the channel
+// blocks only split the work (channels are summed independently), so any block size gives the
 // same bits.
-constexpr int64_t kChannelBlock = 512;
+constexpr int64_t kChannelBlock = 128;
 
 struct ChannelsLastItems {
-  int64_t L, C, chunks, blocks;
+  int64_t L, C, subs, blocks;
 
   ChannelsLastItems(int64_t L_, int64_t C_)
       : L(L_),
         C(C_),
-        chunks((L_ + kSumChunk - 1) / kSumChunk),
+        subs((L_ + kSubChunk - 1) / kSubChunk),
         blocks((C_ + kChannelBlock - 1) / kChannelBlock) {}
-  int64_t per_sample() const { return chunks * blocks; }
-  int64_t chunk(int64_t item) const { return item % per_sample() / blocks; }
-  int64_t first_row(int64_t item) const { return chunk(item) * kSumChunk; }
-  int64_t rows(int64_t item) const { return std::min(kSumChunk, L - first_row(item)); }
+  int64_t per_sample() const { return subs * blocks; }
+  int64_t sub(int64_t item) const { return item % per_sample() / blocks; }
+  int64_t first_row(int64_t item) const { return sub(item) * kSubChunk; }
+  int64_t rows(int64_t item) const { return std::min(kSubChunk, L - first_row(item)); }
   int64_t first_channel(int64_t item) const { return item % blocks * kChannelBlock; }
   int64_t width(int64_t item) const { return std::min(kChannelBlock, C - first_channel(item)); }
+  // Elements in the items before `item` (items are sample-major, then sub-chunk, then block).
+  int64_t elements_before(int64_t item) const {
+    return item / per_sample() * L * C + first_row(item) * C + rows(item) * first_channel(item);
+  }
 };
+
+// Runs body(item0, item1) over items [0, items), each thread over one range of them cut by
+// element counts (the last sub-chunk and block of a sample are short, so equal item counts
+// would not balance), in runs [item0, item1) of one sample and sub-chunk (consecutive channel
+// blocks): the cut depends only on the arguments, so both phases give a thread the same items,
+// still in its cache, and a run is walked in whole rows where it can be.
+template <typename Body>
+void for_each_run_balanced(const ChannelsLastItems& cut, int64_t items, const Body& body) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t total = cut.elements_before(items);
+  // The first item whose midpoint is at or past thread t's share: a binary search, as the
+  // midpoints increase.
+  const auto first_item = [&](int64_t t) {
+    int64_t lo = 0, hi = items;
+    while (lo < hi) {
+      const int64_t i = (lo + hi) / 2;
+      const int64_t twice_mid = cut.elements_before(i) + cut.elements_before(i + 1);
+      if (twice_mid * threads < 2 * total * t) {
+        lo = i + 1;
+      } else {
+        hi = i;
+      }
+    }
+    return lo;
+  };
+  at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
+    const int64_t end = first_item(t1);
+    for (int64_t item = first_item(t0); item < end;) {
+      const int64_t run_end = std::min(end, (item / cut.blocks + 1) * cut.blocks);
+      body(item, run_end);
+      item = run_end;
+    }
+  });
+}
 
 // Samples per group in channels last: the group's input (x, or grad_y and x) is about one
 // MiB per thread, so a thread's items are still in its L2 when the second phase reads them.
@@ -497,10 +561,10 @@ int64_t samples_per_group(int64_t sample_bytes) {
 }
 
 // Both channels-last kernels, per group of samples: phase 1 computes the slot sums of a
-// (times b) for every item into `partial`; sums[n, c] = scale * (the canonical sum);
-// `between(begin, end)` then works on the (n, c) range [begin, end) of the group (gates,
-// shifts); phase 2 runs `finish(n, row0, rows, c0, width)` over the same items with the same
-// thread partition, so each thread rescales data still in its cache.
+// (times b) for every item; sums[n, c] = scale * (the canonical sum); `between(begin, end)`
+// then works on the (n, c) range [begin, end) of the group (gates, shifts); phase 2 runs
+// `finish(n, row0, rows, c0, width)` over the same items with the same thread partition, so
+// each thread rescales data still in its cache.
 template <typename scalar_t, typename acc_t, typename Between, typename Finish>
 void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C, int64_t L,
                              acc_t scale, acc_t* sums, const at::TensorOptions& acc_options,
@@ -509,31 +573,33 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
   const ChannelsLastItems cut(L, C);
   const int64_t input_bytes = C * L * int64_t(sizeof(scalar_t)) * (b ? 2 : 1);
   const int64_t group = std::min(N, samples_per_group(input_bytes));
-  // With several row chunks, S rows of C slot sums per sample and chunk; with one (L <=
-  // kSumChunk, most layers), each item finishes its sums from an L1 scratch and the group's
-  // input stays in L2 for phase 2.
+  // With several sub-chunks, S rows of C slot sums per sample and sub-chunk, finished once all
+  // are in; with one (L <= kSubChunk), each item finishes its sums from an L1 scratch.
   at::Tensor partial_t;
-  if (cut.chunks > 1) partial_t = at::empty({group * cut.chunks * S, C}, acc_options);
-  acc_t* partial = cut.chunks > 1 ? partial_t.mutable_data_ptr<acc_t>() : nullptr;
+  if (cut.subs > 1) partial_t = at::empty({group * cut.subs * S, C}, acc_options);
+  acc_t* partial = cut.subs > 1 ? partial_t.mutable_data_ptr<acc_t>() : nullptr;
   for (int64_t n0 = 0; n0 < N; n0 += group) {
     const int64_t samples = std::min(group, N - n0);
     const int64_t items = samples * cut.per_sample();
-    at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
-      acc_t scratch[S * kChannelBlock];
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t sample = item / cut.per_sample(), c0 = cut.first_channel(item);
-        const int64_t offset = ((n0 + sample) * L + cut.first_row(item)) * C + c0;
-        const scalar_t* b_item = b ? b + offset : nullptr;
-        if (!partial) {
-          slot_sums_channels_last<scalar_t, acc_t>(a + offset, b_item, cut.rows(item),
-                                                   cut.width(item), C, scratch, kChannelBlock);
-          finish_slot_sums(scratch, 1, kChannelBlock, 0, cut.width(item), scale,
-                           sums + (n0 + sample) * C + c0);
-          continue;
-        }
-        acc_t* slots = partial + ((sample * cut.chunks + cut.chunk(item)) * S) * C + c0;
-        slot_sums_channels_last<scalar_t, acc_t>(a + offset, b_item, cut.rows(item),
-                                                 cut.width(item), C, slots, C);
+    for_each_run_balanced(cut, items, [&](int64_t item0, int64_t item1) {
+      const int64_t sample = item0 / cut.per_sample(), c0 = cut.first_channel(item0);
+      const int64_t offset = ((n0 + sample) * L + cut.first_row(item0)) * C;
+      const scalar_t* b_run = b ? b + offset : nullptr;
+      if (partial) {
+        const int64_t c1 = cut.first_channel(item1 - 1) + cut.width(item1 - 1);
+        acc_t* slots = partial + ((sample * cut.subs + cut.sub(item0)) * S) * C;
+        slot_sums_channels_last<scalar_t, acc_t>(a + offset + c0, b_run ? b_run + c0 : nullptr,
+                                                 cut.rows(item0), c1 - c0, C, slots + c0, C);
+        return;
+      }
+      for (int64_t item = item0; item < item1; ++item) {  // a block at a time, in L1
+        acc_t scratch[S * kChannelBlock];
+        const int64_t c = cut.first_channel(item);
+        slot_sums_channels_last<scalar_t, acc_t>(a + offset + c, b_run ? b_run + c : nullptr,
+                                                 cut.rows(item), cut.width(item), C, scratch,
+                                                 kChannelBlock);
+        finish_slot_sums(scratch, 1, kChannelBlock, 0, cut.width(item), scale,
+                         sums + (n0 + sample) * C + c);
       }
     });
     if (partial) {
@@ -541,17 +607,16 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
       at::parallel_for(0, samples * blocks, 1, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           const int64_t sample = i / blocks, c0 = i % blocks * kChannelBlock;
-          finish_slot_sums(partial + sample * cut.chunks * S * C, cut.chunks, C, c0,
+          finish_slot_sums(partial + sample * cut.subs * S * C, cut.subs, C, c0,
                            std::min(C, c0 + kChannelBlock), scale, sums + (n0 + sample) * C);
         }
       });
     }
     between(n0 * C, (n0 + samples) * C);
-    at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t item = begin; item < end; ++item) {
-        finish(n0 + item / cut.per_sample(), cut.first_row(item), cut.rows(item),
-               cut.first_channel(item), cut.width(item));
-      }
+    for_each_run_balanced(cut, items, [&](int64_t item0, int64_t item1) {
+      const int64_t c0 = cut.first_channel(item0);
+      const int64_t c1 = cut.first_channel(item1 - 1) + cut.width(item1 - 1);
+      finish(n0 + item0 / cut.per_sample(), cut.first_row(item0), cut.rows(item0), c0, c1 - c0);
     });
   }
 }
