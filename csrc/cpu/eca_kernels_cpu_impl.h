@@ -11,8 +11,8 @@
 // Contiguous (N, C, L): each thread walks its own range of (n, c) rows, computing row sums a
 // few rows ahead of the rows it finishes (gate, rescale), so a row is re-read from the core's
 // L2 rather than from memory. Channels last (N, L, C): each sample is cut into (row
-// sub-chunk, channel block) items; each thread takes a balanced range of them, sums it, and
-// after the gates are known rescales the same range, still in its cache.
+// sub-chunk, channel block) items; each thread sums a balanced range of them, and after the
+// gates are known rescales an even share of whole rows, mostly the ones it summed.
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -320,21 +320,21 @@ void finish_slot_sums(const acc_t* partial, int64_t subs, int64_t stride, int64_
 }
 
 // Channels last: out[r, c] = in[r, c] * scale[c] + shift[c] (shift = 0 when null) for
-// `width` channels of `rows` rows of `stride` elements.
+// `rows` rows of C.
 template <typename scalar_t, typename acc_t>
 void scale_shift_rows_channels_last(const scalar_t* in, const acc_t* scale, const acc_t* shift,
-                                    int64_t rows, int64_t width, int64_t stride, scalar_t* out) {
+                                    int64_t rows, int64_t C, scalar_t* out) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t kStep = IO::kStep;
   Vec a0, a1, s0, s1, t0(0), t1(0);
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < width; c += kStep) {
-      const int64_t n = std::min(kStep, width - c);
-      IO::load(in + r * stride + c, n, a0, a1);
+    for (int64_t c = 0; c < C; c += kStep) {
+      const int64_t n = std::min(kStep, C - c);
+      IO::load(in + r * C + c, n, a0, a1);
       VecIO<acc_t>::load(scale + c, n, s0, s1);
       if (shift) VecIO<acc_t>::load(shift + c, n, t0, t1);
-      IO::store(out + r * stride + c, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
+      IO::store(out + r * C + c, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
     }
   }
 }
@@ -522,8 +522,7 @@ struct ChannelsLastItems {
 // Runs body(item0, item1) over items [0, items), each thread over one range of them cut by
 // element counts (the last sub-chunk and block of a sample are short, so equal item counts
 // would not balance), in runs [item0, item1) of one sample and sub-chunk (consecutive channel
-// blocks): the cut depends only on the arguments, so both phases give a thread the same items,
-// still in its cache, and a run is walked in whole rows where it can be.
+// blocks), walked in whole rows where it can be.
 template <typename Body>
 void for_each_run_balanced(const ChannelsLastItems& cut, int64_t items, const Body& body) {
   const int64_t threads = at::get_num_threads();
@@ -563,8 +562,11 @@ int64_t samples_per_group(int64_t sample_bytes) {
 // Both channels-last kernels, per group of samples: phase 1 computes the slot sums of a
 // (times b) for every item; sums[n, c] = scale * (the canonical sum); `between(begin, end)`
 // then works on the (n, c) range [begin, end) of the group (gates, shifts); phase 2 runs
-// `finish(n, row0, rows, c0, width)` over the same items with the same thread partition, so
-// each thread rescales data still in its cache.
+// `finish(n, row0, rows)` over whole rows, each thread an even share in the order phase 1 cut
+// them, so that most of what it rescales is still in its cache. (Rescaling phase 1's items
+// instead writes part-rows when phase 1 had to split a sub-chunk by channels, as with one
+// sample of 1024 channels at 14x14: y's part-rows then share L2 sets with x's, and the
+// rescale ran 1.6-1.9x slower in a 2-thread A/B.)
 template <typename scalar_t, typename acc_t, typename Between, typename Finish>
 void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C, int64_t L,
                              acc_t scale, acc_t* sums, const at::TensorOptions& acc_options,
@@ -613,10 +615,12 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
       });
     }
     between(n0 * C, (n0 + samples) * C);
-    for_each_run_balanced(cut, items, [&](int64_t item0, int64_t item1) {
-      const int64_t c0 = cut.first_channel(item0);
-      const int64_t c1 = cut.first_channel(item1 - 1) + cut.width(item1 - 1);
-      finish(n0 + item0 / cut.per_sample(), cut.first_row(item0), cut.rows(item0), c0, c1 - c0);
+    at::parallel_for(0, samples * L, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end;) {  // r = row of the group; rows of one sample per call
+        const int64_t sample = r / L, row0 = r % L, rows = std::min(end - r, L - row0);
+        finish(n0 + sample, row0, rows);
+        r += rows;
+      }
     });
   }
 }
@@ -655,10 +659,10 @@ void forward_typed(const ForwardProblem& p) {
           sigmoid_inplace(gate + r0, r1 - r0);
         });
       },
-      [&](int64_t n, int64_t row0, int64_t rows, int64_t c0, int64_t width) {
-        const int64_t offset = (n * L + row0) * C + c0;
-        scale_shift_rows_channels_last<scalar_t, acc_t>(x + offset, gate + n * C + c0, nullptr,
-                                                        rows, width, C, y + offset);
+      [&](int64_t n, int64_t row0, int64_t rows) {
+        const int64_t offset = (n * L + row0) * C;
+        scale_shift_rows_channels_last<scalar_t, acc_t>(x + offset, gate + n * C, nullptr, rows, C,
+                                                        y + offset);
       });
 }
 
@@ -767,10 +771,10 @@ void backward_typed(const BackwardProblem& p) {
             for (int64_t r = r0; r < r1; ++r) shift[r] *= inv_L;
           });
         },
-        [&](int64_t n, int64_t row0, int64_t rows, int64_t c0, int64_t width) {
-          const int64_t offset = (n * L + row0) * C + c0;
-          scale_shift_rows_channels_last<scalar_t, acc_t>(
-              g + offset, gate + n * C + c0, shift + n * C + c0, rows, width, C, grad_x + offset);
+        [&](int64_t n, int64_t row0, int64_t rows) {
+          const int64_t offset = (n * L + row0) * C;
+          scale_shift_rows_channels_last<scalar_t, acc_t>(g + offset, gate + n * C, shift + n * C,
+                                                          rows, C, grad_x + offset);
         });
   }
   weight_grad(dz, pooled, N, C, k, p.mode, partial_t.mutable_data_ptr<acc_t>(),
