@@ -244,9 +244,44 @@ void scale_shift_row(const scalar_t* __restrict__ in, acc_t s, acc_t shift, int6
   }
 }
 
-// Channels last, one chunk of rows of a channel block: slots[s, c] = the slot-s sum of
-// a[r, c] (* b[r, c]) over the chunk's rows r with r % S == s (rows of `stride` elements,
-// `width` channels; slots has rows of `slot_stride`). The sums live in memory (S rows of at most
+// sums[i] += a[i] (* b[i] when given) for i < n <= VecIO<scalar_t>::kStep.
+template <typename scalar_t, typename acc_t>
+inline void add_to_sums(const scalar_t* a, const scalar_t* b, int64_t n, acc_t* sums) {
+  using IO = VecIO<scalar_t>;
+  typename IO::Vec a0, a1, b0, b1, s0, s1;
+  IO::load(a, n, a0, a1);
+  VecIO<acc_t>::load(sums, n, s0, s1);
+  if (b) {
+    IO::load(b, n, b0, b1);
+    s0 = at::vec::fmadd(a0, b0, s0);
+    s1 = at::vec::fmadd(a1, b1, s1);
+  } else {
+    s0 = s0 + a0;
+    s1 = s1 + a1;
+  }
+  VecIO<acc_t>::store(sums, n, s0, s1);
+}
+
+// slot_sums_channels_last over whole rows with slot rows back to back: element e = r * C + c
+// goes to slot element (r % S) * C + c = e mod (S * C), so full vectors run across rows (narrow
+// layers would otherwise take a partial vector per row), adding the same elements in the same
+// order. Out of line, which keeps the row loop's code as it was.
+template <typename scalar_t, typename acc_t>
+[[gnu::noinline]] void slot_sums_whole_rows(const scalar_t* a, const scalar_t* b, int64_t total,
+                                            int64_t period, acc_t* slots) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  for (int64_t e = 0, pos = 0; e < total;) {
+    const int64_t n = std::min({IO::kStep, period - pos, total - e});
+    add_to_sums(a + e, b ? b + e : nullptr, n, slots + pos);
+    e += n;
+    pos = pos + n == period ? 0 : pos + n;
+  }
+}
+
+// Channels last, one sub-chunk of rows of a channel block: slots[s, c] = the slot-s sum of
+// a[r, c] (* b[r, c]) over the rows r with r % S == s (rows of `stride` elements, `width`
+// channels; slots has rows of `slot_stride`). The sums live in memory (S rows of at most
 // kChannelBlock channels stay in L1); each row adds to the slot row it belongs to.
 template <typename scalar_t, typename acc_t>
 void slot_sums_channels_last(const scalar_t* a, const scalar_t* b, int64_t rows, int64_t width,
@@ -255,24 +290,16 @@ void slot_sums_channels_last(const scalar_t* a, const scalar_t* b, int64_t rows,
   using Vec = typename IO::Vec;
   constexpr int64_t S = kSlots<acc_t>;
   for (int64_t s = 0; s < S; ++s) std::fill_n(slots + s * slot_stride, width, acc_t(0));
-  Vec a0, a1, b0, b1, s0, s1;
+  if (width == stride && slot_stride == width) {
+    slot_sums_whole_rows(a, b, rows * width, S * width, slots);
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const scalar_t* a_row = a + r * stride;
     const scalar_t* b_row = b ? b + r * stride : nullptr;
     acc_t* slot = slots + (r % S) * slot_stride;
     for (int64_t c = 0; c < width; c += IO::kStep) {
-      const int64_t n = std::min(IO::kStep, width - c);
-      IO::load(a_row + c, n, a0, a1);
-      VecIO<acc_t>::load(slot + c, n, s0, s1);
-      if (b_row) {
-        IO::load(b_row + c, n, b0, b1);
-        s0 = at::vec::fmadd(a0, b0, s0);
-        s1 = at::vec::fmadd(a1, b1, s1);
-      } else {
-        s0 = s0 + a0;
-        s1 = s1 + a1;
-      }
-      VecIO<acc_t>::store(slot + c, n, s0, s1);
+      add_to_sums(a_row + c, b_row ? b_row + c : nullptr, std::min(IO::kStep, width - c), slot + c);
     }
   }
 }
@@ -319,6 +346,34 @@ void finish_slot_sums(const acc_t* partial, int64_t subs, int64_t stride, int64_
   }
 }
 
+// scale_shift_rows_channels_last when rows end inside a vector: full vectors run across rows
+// (a partial one per row costs as much as the rest of a narrow row), reading scale and shift
+// from copies repeated past C. Out of line, which keeps the row loop's code as it was.
+template <typename scalar_t, typename acc_t>
+[[gnu::noinline]] void scale_shift_whole_rows(const scalar_t* in, const acc_t* scale,
+                                              const acc_t* shift, int64_t total, int64_t C,
+                                              scalar_t* out) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t kStep = IO::kStep;
+  const int64_t period = C + kStep;
+  std::vector<acc_t> repeated((shift ? 2 : 1) * period);
+  for (int64_t j = 0; j < period; ++j) {
+    repeated[j] = scale[j % C];
+    if (shift) repeated[period + j] = shift[j % C];
+  }
+  Vec a0, a1, s0, s1, t0(0), t1(0);
+  for (int64_t e = 0, c = 0; e < total; e += kStep) {  // c = e % C
+    const int64_t n = std::min(kStep, total - e);
+    IO::load(in + e, n, a0, a1);
+    VecIO<acc_t>::load(repeated.data() + c, n, s0, s1);
+    if (shift) VecIO<acc_t>::load(repeated.data() + period + c, n, t0, t1);
+    IO::store(out + e, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
+    c += kStep;
+    if (c >= C) c %= C;
+  }
+}
+
 // Channels last: out[r, c] = in[r, c] * scale[c] + shift[c] (shift = 0 when null) for
 // `rows` rows of C.
 template <typename scalar_t, typename acc_t>
@@ -327,6 +382,10 @@ void scale_shift_rows_channels_last(const scalar_t* in, const acc_t* scale, cons
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t kStep = IO::kStep;
+  if (C % kStep != 0 && rows > 1) {
+    scale_shift_whole_rows(in, scale, shift, rows * C, C, out);
+    return;
+  }
   Vec a0, a1, s0, s1, t0(0), t1(0);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < C; c += kStep) {
@@ -596,12 +655,10 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
       }
       for (int64_t item = item0; item < item1; ++item) {  // a block at a time, in L1
         acc_t scratch[S * kChannelBlock];
-        const int64_t c = cut.first_channel(item);
+        const int64_t c = cut.first_channel(item), width = cut.width(item);
         slot_sums_channels_last<scalar_t, acc_t>(a + offset + c, b_run ? b_run + c : nullptr,
-                                                 cut.rows(item), cut.width(item), C, scratch,
-                                                 kChannelBlock);
-        finish_slot_sums(scratch, 1, kChannelBlock, 0, cut.width(item), scale,
-                         sums + (n0 + sample) * C + c);
+                                                 cut.rows(item), width, C, scratch, width);
+        finish_slot_sums(scratch, 1, width, 0, width, scale, sums + (n0 + sample) * C + c);
       }
     });
     if (partial) {
