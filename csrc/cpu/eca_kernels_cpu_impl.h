@@ -270,7 +270,6 @@ template <typename scalar_t, typename acc_t>
 [[gnu::noinline]] void slot_sums_whole_rows(const scalar_t* a, const scalar_t* b, int64_t total,
                                             int64_t period, acc_t* slots) {
   using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
   for (int64_t e = 0, pos = 0; e < total;) {
     const int64_t n = std::min({IO::kStep, period - pos, total - e});
     add_to_sums(a + e, b ? b + e : nullptr, n, slots + pos);
@@ -281,13 +280,12 @@ template <typename scalar_t, typename acc_t>
 
 // Channels last, one sub-chunk of rows of a channel block: slots[s, c] = the slot-s sum of
 // a[r, c] (* b[r, c]) over the rows r with r % S == s (rows of `stride` elements, `width`
-// channels; slots has rows of `slot_stride`). The sums live in memory (S rows of at most
-// kChannelBlock channels stay in L1); each row adds to the slot row it belongs to.
+// channels; slots has rows of `slot_stride`). The sums live in memory (S rows of the
+// channels, in L1 or L2); each row adds to the slot row it belongs to.
 template <typename scalar_t, typename acc_t>
 void slot_sums_channels_last(const scalar_t* a, const scalar_t* b, int64_t rows, int64_t width,
                              int64_t stride, acc_t* slots, int64_t slot_stride) {
   using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
   constexpr int64_t S = kSlots<acc_t>;
   for (int64_t s = 0; s < S; ++s) std::fill_n(slots + s * slot_stride, width, acc_t(0));
   if (width == stride && slot_stride == width) {
