@@ -610,7 +610,8 @@ void for_each_run_balanced(const ChannelsLastItems& cut, int64_t items, const Bo
 }
 
 // Samples per group in channels last: the group's input (x, or grad_y and x) is about one
-// MiB per thread, so a thread's items are still in its L2 when the second phase reads them.
+// MiB per thread, so the rows a thread summed are mostly still in its L2 when the second
+// phase rescales them.
 int64_t samples_per_group(int64_t sample_bytes) {
   const int64_t bytes = int64_t(at::get_num_threads()) << 20;
   return std::max<int64_t>(1, bytes / std::max<int64_t>(1, sample_bytes));
