@@ -76,10 +76,12 @@ def test_gradcheck(seed, padding_mode, memory_format, device):
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
 def test_opcheck(padding_mode, memory_format, dtype, device):
-    """Registration, fake kernels and AOT dispatch of both operators (not gradients)."""
+    """Registration, fake kernels and AOT dispatch of both operators; eca_forward with inputs
+    that require grad, so that its C++ autograd kernel is checked too."""
     x, weight, grad_y = make_inputs((2, 12, 4, 3), 5, dtype, device, memory_format, torch.float32)
     y, pooled, gate = eca_cuda.ops.eca_forward(x, weight, padding_mode)
-    torch.library.opcheck(torch.ops.eca_cuda.eca_forward.default, (x, weight, padding_mode))
+    x_leaf, w_leaf = x.detach().requires_grad_(), weight.detach().requires_grad_()
+    torch.library.opcheck(torch.ops.eca_cuda.eca_forward.default, (x_leaf, w_leaf, padding_mode))
     torch.library.opcheck(
         torch.ops.eca_cuda.eca_backward.default, (grad_y, x, weight, pooled, gate, padding_mode)
     )
