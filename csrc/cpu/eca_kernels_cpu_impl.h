@@ -582,8 +582,11 @@ struct ChannelsLastItems {
 // blocks), walked in whole rows where it can be.
 template <typename Body>
 void for_each_run_balanced(const ChannelsLastItems& cut, int64_t items, const Body& body) {
-  const int64_t threads = at::get_num_threads();
   const int64_t total = cut.elements_before(items);
+  // At least kGrainElements per thread, as at::parallel_for's grain elsewhere: a small layer
+  // runs inline rather than paying a parallel region.
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(),
+                                            std::max<int64_t>(1, at::divup(total, kGrainElements)));
   // The first item whose midpoint is at or past thread t's share: a binary search, as the
   // midpoints increase.
   const auto first_item = [&](int64_t t) {
@@ -671,7 +674,7 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
       });
     }
     between(n0 * C, (n0 + samples) * C);
-    at::parallel_for(0, samples * L, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, samples * L, grain_rows(C), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end;) {  // r = row of the group; rows of one sample per call
         const int64_t sample = r / L, row0 = r % L, rows = std::min(end - r, L - row0);
         finish(n0 + sample, row0, rows);
