@@ -1,5 +1,6 @@
 // Operator schemas (one TORCH_LIBRARY block), the shared host logic behind every device's
-// kernels, and the build-info op. Device kernels register in cpu/ and cuda/.
+// kernels, and the build-info op. Device kernels register in cpu/ and cuda/, eca_forward's
+// autograd kernel in eca_autograd.cpp.
 #include <ATen/ATen.h>
 #include <Python.h>
 #include <torch/library.h>
