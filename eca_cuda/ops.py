@@ -32,10 +32,13 @@ def eca_forward(
     Returns:
         ``(y, pooled, gate)``: ``y`` like ``torch.empty_like(x)``; ``pooled`` (the channel
         means) and ``gate`` (the sigmoid) are ``(N, C)`` in float32 (float64 for float64 ``x``).
+        ``y`` is differentiable in ``x`` and ``weight`` through :func:`eca_backward` (the
+        operator's autograd kernel, ``csrc/eca_autograd.cpp``); ``pooled`` and ``gate`` are not.
 
     Raises:
         ValueError: bad rank, dtype, weight shape, even ``k`` or unknown ``padding_mode``.
-        RuntimeError: ``weight`` on another device than ``x``.
+        RuntimeError: ``weight`` on another device than ``x``; on a double backward through
+            ``y`` (not supported).
     """
     return torch.ops.eca_cuda.eca_forward.default(x, weight, padding_mode)
 

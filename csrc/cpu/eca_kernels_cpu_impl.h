@@ -665,13 +665,16 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
     });
     if (partial) {
       const int64_t blocks = cut.blocks;
-      at::parallel_for(0, samples * blocks, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const int64_t sample = i / blocks, c0 = i % blocks * kChannelBlock;
-          finish_slot_sums(partial + sample * cut.subs * S * C, cut.subs, C, c0,
-                           std::min(C, c0 + kChannelBlock), scale, sums + (n0 + sample) * C);
-        }
-      });
+      // An item reads subs x S slot rows of one block: kGrainElements per thread, as above.
+      at::parallel_for(0, samples * blocks, grain_rows(cut.subs * S * kChannelBlock),
+                       [&](int64_t begin, int64_t end) {
+                         for (int64_t i = begin; i < end; ++i) {
+                           const int64_t sample = i / blocks, c0 = i % blocks * kChannelBlock;
+                           finish_slot_sums(partial + sample * cut.subs * S * C, cut.subs, C, c0,
+                                            std::min(C, c0 + kChannelBlock), scale,
+                                            sums + (n0 + sample) * C);
+                         }
+                       });
     }
     between(n0 * C, (n0 + samples) * C);
     at::parallel_for(0, samples * L, grain_rows(C), [&](int64_t begin, int64_t end) {
