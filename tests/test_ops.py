@@ -134,9 +134,12 @@ def test_tiled_shapes_match_reference(shape, padding_mode, memory_format, dtype)
 
 
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("shape", [(4, 96, 14, 14), *TILED_SHAPES], ids=str)
-def test_bitwise_identical_across_cpu_thread_counts(shape, memory_format):
-    x, weight, grad_y = make_inputs(shape, 5, torch.float32, "cpu", memory_format)
+@pytest.mark.parametrize("k", [5, 7])
+@pytest.mark.parametrize("shape", [(4, 96, 14, 14), (1, 2048, 7, 7), *TILED_SHAPES], ids=str)
+def test_bitwise_identical_across_cpu_thread_counts(shape, k, memory_format):
+    # (1, 2048, 7, 7): the threads' row ranges meet inside a sample, so each range's last
+    # rows have a tap window reaching into the next range.
+    x, weight, grad_y = make_inputs(shape, k, torch.float32, "cpu", memory_format)
     threads = torch.get_num_threads()
     try:
         results = []

@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -158,16 +159,17 @@ template <int kRows, typename scalar_t, typename Vec = typename VecIO<scalar_t>:
 void chunk_slot_sums(const scalar_t* a, const scalar_t* b, int64_t L, int64_t n, Vec* acc) {
   using IO = VecIO<scalar_t>;
   static_assert(kSubChunk % IO::kStep == 0);
-  Vec sub[kRows];
-  Vec a0, a1, b0, b1;
-  for (int r = 0; r < kRows; ++r) acc[r] = Vec(0);
-  for (int64_t l0 = 0; l0 < n; l0 += kSubChunk) {
-    for (int r = 0; r < kRows; ++r) sub[r] = Vec(0);
-    for (int64_t l = l0; l < std::min(n, l0 + kSubChunk); l += IO::kStep) {
+  // Whether b is given is decided once, and only a row's last step may be partial: the loop
+  // over full steps then has no branch (short rows spend a large part of their time there).
+  for (int r = 0; r < kRows; ++r) acc[r] = Vec(0);  // n = 0 (L = 0) adds nothing
+  const auto sum = [&](auto product) {
+    Vec sub[kRows];
+    const auto add_step = [&](int64_t l, int64_t m) {  // elements [l, l + m), m <= kStep
+      Vec a0, a1, b0, b1;
       for (int r = 0; r < kRows; ++r) {
-        IO::load(a + r * L + l, n - l, a0, a1);  // a1: elements l + S .. l + 2S - 1, same slots
-        if (b) {
-          IO::load(b + r * L + l, n - l, b0, b1);
+        IO::load(a + r * L + l, m, a0, a1);  // a1: elements l + S .. l + 2S - 1, same slots
+        if constexpr (decltype(product)::value) {
+          IO::load(b + r * L + l, m, b0, b1);
           sub[r] = at::vec::fmadd(a0, b0, sub[r]);
           sub[r] = at::vec::fmadd(a1, b1, sub[r]);
         } else {
@@ -175,8 +177,20 @@ void chunk_slot_sums(const scalar_t* a, const scalar_t* b, int64_t L, int64_t n,
           sub[r] = sub[r] + a1;
         }
       }
+    };
+    for (int64_t l0 = 0; l0 < n; l0 += kSubChunk) {
+      for (int r = 0; r < kRows; ++r) sub[r] = Vec(0);
+      const int64_t end = std::min(n, l0 + kSubChunk);
+      int64_t l = l0;
+      for (; l + IO::kStep <= end; l += IO::kStep) add_step(l, IO::kStep);
+      if (l < end) add_step(l, end - l);
+      for (int r = 0; r < kRows; ++r) acc[r] = l0 == 0 ? sub[r] : acc[r] + sub[r];
     }
-    for (int r = 0; r < kRows; ++r) acc[r] = l0 == 0 ? sub[r] : acc[r] + sub[r];
+  };
+  if (b) {
+    sum(std::true_type{});
+  } else {
+    sum(std::false_type{});
   }
 }
 
@@ -242,6 +256,54 @@ void scale_shift_row(const scalar_t* __restrict__ in, acc_t s, acc_t shift, int6
     IO::load(in + l, L - l, a, b);
     IO::store(out + l, L - l, at::vec::fmadd(a, scale, offset), at::vec::fmadd(b, scale, offset));
   }
+}
+
+// Rows [0, rows) of L >= kStep elements: out[r, l] = in[r, l] * scale[r] + shift[r] (shift = 0
+// when null), the bits of scale_shift_row per row. The vectors run over the rows as one flat
+// range, aligned to out, taking each lane's scale (and shift) from the row it falls in: a row
+// that is not a whole number of cache lines (7x7, 14x14) would otherwise store every vector
+// across two lines, and take a partial vector at its end.
+template <typename scalar_t, typename acc_t>
+void scale_shift_rows_flat(const scalar_t* in, const acc_t* scale, const acc_t* shift, int64_t rows,
+                           int64_t L, scalar_t* out) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t kStep = IO::kStep, V = Vec::size();
+  acc_t lanes[kStep];
+  for (int64_t i = 0; i < kStep; ++i) lanes[i] = acc_t(i);
+  const Vec lane0 = Vec::loadu(lanes), lane1 = Vec::loadu(lanes + V);
+  const int64_t total = rows * L;
+  int64_t e = 0, r = 0, row_end = L;  // row r holds elements [row_end - L, row_end)
+  Vec a0, a1, s0, s1, t0(0), t1(0);
+  const auto step = [&](int64_t n) {  // elements [e, e + n), n <= kStep <= L: rows r, r + 1
+    if (e + n <= row_end) {
+      s0 = s1 = Vec(scale[r]);
+      if (shift) t0 = t1 = Vec(shift[r]);
+    } else {  // lanes from row_end - e on are row r + 1's
+      const Vec next_row(acc_t(row_end - e));
+      const Vec m0 = lane0 >= next_row, m1 = lane1 >= next_row;
+      s0 = Vec::blendv(Vec(scale[r]), Vec(scale[r + 1]), m0);
+      s1 = Vec::blendv(Vec(scale[r]), Vec(scale[r + 1]), m1);
+      if (shift) {
+        t0 = Vec::blendv(Vec(shift[r]), Vec(shift[r + 1]), m0);
+        t1 = Vec::blendv(Vec(shift[r]), Vec(shift[r + 1]), m1);
+      }
+    }
+    IO::load(in + e, n, a0, a1);
+    IO::store(out + e, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
+    e += n;
+    if (e >= row_end) {
+      ++r;
+      row_end += L;
+    }
+  };
+  // Steps start at multiples of kAlign elements of out (a step never crosses a cache line).
+  constexpr int64_t kAlign = std::min<int64_t>(64 / int64_t(sizeof(scalar_t)), kStep);
+  const int64_t misaligned = int64_t(reinterpret_cast<uintptr_t>(out) / sizeof(scalar_t)) % kAlign;
+  const int64_t head = misaligned ? kAlign - misaligned : 0;
+  if (head > 0) step(std::min(head, total));
+  while (e + kStep <= total) step(kStep);
+  if (e < total) step(total - e);
 }
 
 // sums[i] += a[i] (* b[i] when given) for i < n <= VecIO<scalar_t>::kStep.
@@ -417,10 +479,9 @@ struct RowStats {
   acc_t operator()(int64_t q) const {
     return (q >= begin && q < computed) ? stats[q] : recompute_row_stat(row_stat, q);
   }
-  // Rows [q0, q1) as a pointer into stats when all are computed, else nullptr.
-  const acc_t* span(int64_t q0, int64_t q1) const {
-    return (q0 >= begin && q1 <= computed) ? stats + q0 : nullptr;
-  }
+  // The end of the computed rows from q0 on: q0 itself when q0 is not computed.
+  int64_t computed_end(int64_t q0) const { return (q0 >= begin && q0 < computed) ? computed : q0; }
+  const acc_t* data() const { return stats; }
 };
 
 // Runs `finish(r0, r1, row_stats)` for consecutive row ranges of an (R, L) contiguous tensor,
@@ -466,10 +527,16 @@ struct RowIndex {
   }
 };
 
-// Rows [r, r + run) of one sample whose windows are all inside [0, C) (run = 0 when row r's
-// is not): they take the vector paths below.
-inline int64_t interior_run(int64_t c, int64_t pad, int64_t C, int64_t rows_left) {
-  return window_inside(c, pad, C) ? std::min(rows_left, C - pad - c) : 0;
+// Rows [r, r + run) of one sample (row r is channel c) whose windows are all inside [0, C)
+// and computed in `stats` (run = 0 when row r's is not): they take the vector paths below.
+// The run stops at the computed rows rather than being dropped, so the last rows of a
+// thread's range, whose right halo is the next range's, do not all go one at a time.
+template <typename Stats>
+int64_t ready_run(const Stats& stats, int64_t r, int64_t c, int64_t pad, int64_t C,
+                  int64_t rows_left) {
+  if (!window_inside(c, pad, C)) return 0;
+  const int64_t interior = std::min(rows_left, C - pad - c);
+  return std::clamp<int64_t>(stats.computed_end(r - pad) - pad - r, 0, interior);
 }
 
 // z[i] = sum_j w[j] p[i + j] (channel_conv), or with `transposed` sum_j w[j] p[i + k - 1 - j]
@@ -493,7 +560,8 @@ template <typename acc_t>
 struct KnownStats {
   const acc_t* stats;
   acc_t operator()(int64_t q) const { return stats[q]; }
-  const acc_t* span(int64_t q0, int64_t /*q1*/) const { return stats + q0; }
+  int64_t computed_end(int64_t /*q0*/) const { return std::numeric_limits<int64_t>::max(); }
+  const acc_t* data() const { return stats; }
 };
 
 // out[r] = channel_conv (or channel_conv_transposed) of row r's sample of the (N, C) `stats`
@@ -505,10 +573,9 @@ void channel_conv_rows(const Stats& stats, const acc_t* w, int64_t k, bool trans
   const int64_t pad = (k - 1) / 2;
   RowIndex at(r0, C);
   for (int64_t r = r0; r < r1;) {
-    const int64_t run = interior_run(at.c, pad, C, r1 - r);
-    const acc_t* window = run ? stats.span(r - pad, r + run + pad) : nullptr;
-    if (window) {
-      conv_taps(window, w, k, transposed, run, out + r);
+    const int64_t run = ready_run(stats, r, at.c, pad, C, r1 - r);
+    if (run) {
+      conv_taps(stats.data() + r - pad, w, k, transposed, run, out + r);
       r += run;
       at.advance(run);
       continue;
@@ -706,6 +773,11 @@ void forward_typed(const ForwardProblem& p) {
                            channel_conv_rows(pooled_at, w, k, /*transposed=*/false, C, p.mode, r0,
                                              r1, gate);
                            sigmoid_inplace(gate + r0, r1 - r0);
+                           if (L >= VecIO<scalar_t>::kStep) {
+                             scale_shift_rows_flat<scalar_t, acc_t>(x + r0 * L, gate + r0, nullptr,
+                                                                    r1 - r0, L, y + r0 * L);
+                             return;
+                           }
                            for (int64_t r = r0; r < r1; ++r) {
                              scale_shift_row(x + r * L, gate[r], acc_t(0), L, y + r * L);
                            }
@@ -793,15 +865,19 @@ void backward_typed(const BackwardProblem& p) {
           std::vector<acc_t> dz_halo(block + 2 * pad), dp(block);
           RowIndex at(r0, C);
           for (int64_t r = r0; r < r1;) {
-            const int64_t run = interior_run(at.c, pad, C, std::min(r1 - r, block));
-            const acc_t* window = run ? t_at.span(r - pad, r + run + pad) : nullptr;
-            if (window) {  // dp[c] = sum_j w[j] dz[c + pad - j]: the taps are consecutive rows
-              gate_input_grads(window, gate + r - pad, run + 2 * pad, dz_halo.data());
+            const int64_t run = ready_run(t_at, r, at.c, pad, C, std::min(r1 - r, block));
+            if (run) {  // dp[c] = sum_j w[j] dz[c + pad - j]: the taps are consecutive rows
+              gate_input_grads(t_at.data() + r - pad, gate + r - pad, run + 2 * pad,
+                               dz_halo.data());
               conv_taps(dz_halo.data(), w, k, /*transposed=*/true, run, dp.data());
               std::copy_n(dz_halo.data() + pad, run, dz + r);
-              for (int64_t i = 0; i < run; ++i) {
-                scale_shift_row(g + (r + i) * L, gate[r + i], dp[i] * inv_L, L,
-                                grad_x + (r + i) * L);
+              for (int64_t i = 0; i < run; ++i) dp[i] *= inv_L;
+              if (L >= VecIO<scalar_t>::kStep) {
+                scale_shift_rows_flat(g + r * L, gate + r, dp.data(), run, L, grad_x + r * L);
+              } else {
+                for (int64_t i = 0; i < run; ++i) {
+                  scale_shift_row(g + (r + i) * L, gate[r + i], dp[i], L, grad_x + (r + i) * L);
+                }
               }
               r += run;
               at.advance(run);
