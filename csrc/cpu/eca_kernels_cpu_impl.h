@@ -10,9 +10,10 @@
 //
 // Contiguous (N, C, L): each thread walks its own range of (n, c) rows, computing row sums a
 // few rows ahead of the rows it finishes (gate, rescale), so a row is re-read from the core's
-// L2 rather than from memory. Channels last (N, L, C): each sample is cut into (row
-// sub-chunk, channel block) items; each thread sums a balanced range of them, and after the
-// gates are known rescales an even share of whole rows, mostly the ones it summed.
+// L2 rather than from memory. Channels last (N, L, C): small samples go whole to a thread,
+// which sums, gates and rescales one at a time; larger ones are cut into (row sub-chunk,
+// channel block) items; each thread sums a balanced range of them, and after the gates are
+// known rescales an even share of whole rows, mostly the ones it summed.
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -343,24 +344,50 @@ template <typename scalar_t, typename acc_t>
 // Channels last, one sub-chunk of rows of a channel block: slots[s, c] = the slot-s sum of
 // a[r, c] (* b[r, c]) over the rows r with r % S == s (rows of `stride` elements, `width`
 // channels; slots has rows of `slot_stride`). The sums live in memory (S rows of the
-// channels, in L1 or L2); each row adds to the slot row it belongs to.
+// channels, in L1 or L2); each row adds to the slot row it belongs to, the first S rows to
+// zero in registers rather than to a zeroed slot row (the same additions, no memset).
 template <typename scalar_t, typename acc_t>
 void slot_sums_channels_last(const scalar_t* a, const scalar_t* b, int64_t rows, int64_t width,
                              int64_t stride, acc_t* slots, int64_t slot_stride) {
   using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
   constexpr int64_t S = kSlots<acc_t>;
-  for (int64_t s = 0; s < S; ++s) std::fill_n(slots + s * slot_stride, width, acc_t(0));
   if (width == stride && slot_stride == width) {
+    std::fill_n(slots, S * width, acc_t(0));
     slot_sums_whole_rows(a, b, rows * width, S * width, slots);
     return;
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    const scalar_t* a_row = a + r * stride;
-    const scalar_t* b_row = b ? b + r * stride : nullptr;
-    acc_t* slot = slots + (r % S) * slot_stride;
-    for (int64_t c = 0; c < width; c += IO::kStep) {
-      add_to_sums(a_row + c, b_row ? b_row + c : nullptr, std::min(IO::kStep, width - c), slot + c);
+  for (int64_t s = rows; s < S; ++s) std::fill_n(slots + s * slot_stride, width, acc_t(0));
+  // Whether b is given is decided once, and only a row's last step may be partial.
+  const auto sum = [&](auto product) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const scalar_t* a_row = a + r * stride;
+      const scalar_t* b_row = b + (product ? r * stride : 0);
+      acc_t* slot = slots + (r % S) * slot_stride;
+      const bool first = r < S;
+      const auto add_step = [&](int64_t c, int64_t n) {  // channels [c, c + n), n <= kStep
+        Vec a0, a1, b0, b1, s0(0), s1(0);
+        IO::load(a_row + c, n, a0, a1);
+        if (!first) VecIO<acc_t>::load(slot + c, n, s0, s1);
+        if constexpr (decltype(product)::value) {
+          IO::load(b_row + c, n, b0, b1);
+          s0 = at::vec::fmadd(a0, b0, s0);
+          s1 = at::vec::fmadd(a1, b1, s1);
+        } else {
+          s0 = s0 + a0;
+          s1 = s1 + a1;
+        }
+        VecIO<acc_t>::store(slot + c, n, s0, s1);
+      };
+      int64_t c = 0;
+      for (; c + IO::kStep <= width; c += IO::kStep) add_step(c, IO::kStep);
+      if (c < width) add_step(c, width - c);
     }
+  };
+  if (b) {
+    sum(std::true_type{});
+  } else {
+    sum(std::false_type{});
   }
 }
 
@@ -446,15 +473,25 @@ void scale_shift_rows_channels_last(const scalar_t* in, const acc_t* scale, cons
     scale_shift_whole_rows(in, scale, shift, rows * C, C, out);
     return;
   }
-  Vec a0, a1, s0, s1, t0(0), t1(0);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < C; c += kStep) {
-      const int64_t n = std::min(kStep, C - c);
-      IO::load(in + r * C + c, n, a0, a1);
-      VecIO<acc_t>::load(scale + c, n, s0, s1);
-      if (shift) VecIO<acc_t>::load(shift + c, n, t0, t1);
-      IO::store(out + r * C + c, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
+  // Whether there is a shift is decided once, and only a row's last step may be partial.
+  const auto rescale = [&](auto shifted) {
+    Vec a0, a1, s0, s1, t0(0), t1(0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto step = [&](int64_t c, int64_t n) {  // channels [c, c + n), n <= kStep
+        IO::load(in + r * C + c, n, a0, a1);
+        VecIO<acc_t>::load(scale + c, n, s0, s1);
+        if constexpr (decltype(shifted)::value) VecIO<acc_t>::load(shift + c, n, t0, t1);
+        IO::store(out + r * C + c, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
+      };
+      int64_t c = 0;
+      for (; c + kStep <= C; c += kStep) step(c, kStep);
+      if (c < C) step(c, C - c);
     }
+  };
+  if (shift) {
+    rescale(std::true_type{});
+  } else {
+    rescale(std::false_type{});
   }
 }
 
@@ -687,14 +724,19 @@ int64_t samples_per_group(int64_t sample_bytes) {
   return std::max<int64_t>(1, bytes / std::max<int64_t>(1, sample_bytes));
 }
 
-// Both channels-last kernels, per group of samples: phase 1 computes the slot sums of a
-// (times b) for every item; sums[n, c] = scale * (the canonical sum); `between(begin, end)`
-// then works on the (n, c) range [begin, end) of the group (gates, shifts); phase 2 runs
-// `finish(n, row0, rows)` over whole rows, each thread an even share in the order phase 1 cut
-// them, so that most of what it rescales is still in its cache. (Rescaling phase 1's items
-// instead writes part-rows when phase 1 had to split a sub-chunk by channels, as with one
-// sample of 1024 channels at 14x14: y's part-rows then share L2 sets with x's, and the
-// rescale ran 1.6-1.9x slower in a 2-thread A/B.)
+// Both channels-last kernels: phase 1 computes the slot sums of a (times b) for every item;
+// sums[n, c] = scale * (the canonical sum); `between(begin, end)` then works on the (n, c)
+// range [begin, end) (gates, shifts); phase 2 runs `finish(n, row0, rows)` over whole rows.
+// - Small samples, at least one per thread: each thread takes whole samples and runs both
+//   phases on one sample at a time, in one parallel region (each region costs microseconds,
+//   as much as the work of a 7x7 layer), the sample still in its L2 when it is rescaled.
+// - Otherwise, per group of samples: phase 1 cuts the group's items between the threads;
+//   phase 2 gives each thread an even share of whole rows in the order phase 1 cut them, so
+//   that most of what it rescales is still in its cache. (Rescaling phase 1's items instead
+//   writes part-rows when phase 1 had to split a sub-chunk by channels, as with one sample of
+//   1024 channels at 14x14: y's part-rows then share L2 sets with x's, and the rescale ran
+//   1.6-1.9x slower in a 2-thread A/B.)
+// Both ways add the same elements in the same order, so give the same bits.
 template <typename scalar_t, typename acc_t, typename Between, typename Finish>
 void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C, int64_t L,
                              acc_t scale, acc_t* sums, const at::TensorOptions& acc_options,
@@ -702,33 +744,67 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
   constexpr int64_t S = kSlots<acc_t>;
   const ChannelsLastItems cut(L, C);
   const int64_t input_bytes = C * L * int64_t(sizeof(scalar_t)) * (b ? 2 : 1);
+  const int64_t threads = at::get_num_threads();
+  const int64_t part_size = cut.subs * S * C;  // slot sums of one sample
+  // Phase 1 for items [item0, item1) (one sub-chunk, consecutive blocks) of sample n: with
+  // several sub-chunks, into `part` (the slot sums of that sample), finished once all are
+  // in; with one (L <= kSubChunk), each item finishes its sums from an L1 scratch.
+  const auto sum_items = [&](int64_t n, acc_t* part, int64_t item0, int64_t item1) {
+    const int64_t c0 = cut.first_channel(item0);
+    const int64_t offset = (n * L + cut.first_row(item0)) * C;
+    const scalar_t* b_run = b ? b + offset : nullptr;
+    if (part) {
+      const int64_t c1 = cut.first_channel(item1 - 1) + cut.width(item1 - 1);
+      acc_t* slots = part + cut.sub(item0) * S * C;
+      slot_sums_channels_last<scalar_t, acc_t>(a + offset + c0, b_run ? b_run + c0 : nullptr,
+                                               cut.rows(item0), c1 - c0, C, slots + c0, C);
+      return;
+    }
+    for (int64_t item = item0; item < item1; ++item) {  // a block at a time, in L1
+      acc_t scratch[S * kChannelBlock];
+      const int64_t c = cut.first_channel(item), width = cut.width(item);
+      slot_sums_channels_last<scalar_t, acc_t>(a + offset + c, b_run ? b_run + c : nullptr,
+                                               cut.rows(item), width, C, scratch, width);
+      finish_slot_sums(scratch, 1, width, 0, width, scale, sums + n * C + c);
+    }
+  };
+  const auto finish_block = [&](int64_t n, const acc_t* part, int64_t c0) {
+    finish_slot_sums(part, cut.subs, C, c0, std::min(C, c0 + kChannelBlock), scale, sums + n * C);
+  };
+
+  const int64_t samples_per_thread = at::divup(N, threads);
+  if (input_bytes <= (int64_t(1) << 20) && N >= threads &&
+      4 * samples_per_thread * threads <= 5 * N) {  // whole samples, at most 25% imbalance
+    at::Tensor part_t;
+    if (cut.subs > 1) part_t = at::empty({threads * part_size}, acc_options);
+    acc_t* parts = cut.subs > 1 ? part_t.mutable_data_ptr<acc_t>() : nullptr;
+    // At least kGrainElements per thread, as elsewhere: tiny layers run inline.
+    const int64_t grain = std::max(samples_per_thread, at::divup(kGrainElements, C * L));
+    at::parallel_for(0, N, grain, [&](int64_t n_begin, int64_t n_end) {
+      acc_t* part = parts ? parts + at::get_thread_num() * part_size : nullptr;
+      for (int64_t n = n_begin; n < n_end; ++n) {
+        for (int64_t sub = 0; sub < cut.subs; ++sub) {
+          sum_items(n, part, sub * cut.blocks, (sub + 1) * cut.blocks);
+        }
+        for (int64_t c0 = 0; part && c0 < C; c0 += kChannelBlock) finish_block(n, part, c0);
+        between(n * C, (n + 1) * C);  // its parallel_for runs inline here
+        finish(n, 0, L);
+      }
+    });
+    return;
+  }
+
   const int64_t group = std::min(N, samples_per_group(input_bytes));
-  // With several sub-chunks, S rows of C slot sums per sample and sub-chunk, finished once all
-  // are in; with one (L <= kSubChunk), each item finishes its sums from an L1 scratch.
   at::Tensor partial_t;
-  if (cut.subs > 1) partial_t = at::empty({group * cut.subs * S, C}, acc_options);
+  if (cut.subs > 1) partial_t = at::empty({group * part_size}, acc_options);
   acc_t* partial = cut.subs > 1 ? partial_t.mutable_data_ptr<acc_t>() : nullptr;
   for (int64_t n0 = 0; n0 < N; n0 += group) {
     const int64_t samples = std::min(group, N - n0);
     const int64_t items = samples * cut.per_sample();
     for_each_run_balanced(cut, items, [&](int64_t item0, int64_t item1) {
-      const int64_t sample = item0 / cut.per_sample(), c0 = cut.first_channel(item0);
-      const int64_t offset = ((n0 + sample) * L + cut.first_row(item0)) * C;
-      const scalar_t* b_run = b ? b + offset : nullptr;
-      if (partial) {
-        const int64_t c1 = cut.first_channel(item1 - 1) + cut.width(item1 - 1);
-        acc_t* slots = partial + ((sample * cut.subs + cut.sub(item0)) * S) * C;
-        slot_sums_channels_last<scalar_t, acc_t>(a + offset + c0, b_run ? b_run + c0 : nullptr,
-                                                 cut.rows(item0), c1 - c0, C, slots + c0, C);
-        return;
-      }
-      for (int64_t item = item0; item < item1; ++item) {  // a block at a time, in L1
-        acc_t scratch[S * kChannelBlock];
-        const int64_t c = cut.first_channel(item), width = cut.width(item);
-        slot_sums_channels_last<scalar_t, acc_t>(a + offset + c, b_run ? b_run + c : nullptr,
-                                                 cut.rows(item), width, C, scratch, width);
-        finish_slot_sums(scratch, 1, width, 0, width, scale, sums + (n0 + sample) * C + c);
-      }
+      const int64_t sample = item0 / cut.per_sample();
+      sum_items(n0 + sample, partial ? partial + sample * part_size : nullptr,
+                item0 % cut.per_sample(), (item1 - 1) % cut.per_sample() + 1);
     });
     if (partial) {
       const int64_t blocks = cut.blocks;
@@ -736,10 +812,9 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
       at::parallel_for(0, samples * blocks, grain_rows(cut.subs * S * kChannelBlock),
                        [&](int64_t begin, int64_t end) {
                          for (int64_t i = begin; i < end; ++i) {
-                           const int64_t sample = i / blocks, c0 = i % blocks * kChannelBlock;
-                           finish_slot_sums(partial + sample * cut.subs * S * C, cut.subs, C, c0,
-                                            std::min(C, c0 + kChannelBlock), scale,
-                                            sums + (n0 + sample) * C);
+                           const int64_t sample = i / blocks;
+                           finish_block(n0 + sample, partial + sample * part_size,
+                                        i % blocks * kChannelBlock);
                          }
                        });
     }
