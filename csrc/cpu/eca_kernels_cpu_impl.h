@@ -52,6 +52,17 @@ int64_t grain_rows(int64_t row_length) {
   return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_length));
 }
 
+// f(std::true_type{}) when flag, else f(std::false_type{}): a choice made once, so that the
+// loops inside f are compiled without it ("times b", "with a shift").
+template <typename F>
+void with_flag(bool flag, const F& f) {
+  if (flag) {
+    f(std::true_type{});
+  } else {
+    f(std::false_type{});
+  }
+}
+
 // Loads and stores of up to kStep elements as two vectors of the accumulation type; a
 // partial step (n < kStep) reads zeros past n and writes only n elements.
 template <typename scalar_t>
@@ -160,8 +171,8 @@ template <int kRows, typename scalar_t, typename Vec = typename VecIO<scalar_t>:
 void chunk_slot_sums(const scalar_t* a, const scalar_t* b, int64_t L, int64_t n, Vec* acc) {
   using IO = VecIO<scalar_t>;
   static_assert(kSubChunk % IO::kStep == 0);
-  // Whether b is given is decided once, and only a row's last step may be partial: the loop
-  // over full steps then has no branch (short rows spend a large part of their time there).
+  // Only a row's last step may be partial: the loop over full steps then has no branch
+  // (short rows spend a large part of their time there).
   for (int r = 0; r < kRows; ++r) acc[r] = Vec(0);  // n = 0 (L = 0) adds nothing
   const auto sum = [&](auto product) {
     Vec sub[kRows];
@@ -188,11 +199,7 @@ void chunk_slot_sums(const scalar_t* a, const scalar_t* b, int64_t L, int64_t n,
       for (int r = 0; r < kRows; ++r) acc[r] = l0 == 0 ? sub[r] : acc[r] + sub[r];
     }
   };
-  if (b) {
-    sum(std::true_type{});
-  } else {
-    sum(std::false_type{});
-  }
+  with_flag(b != nullptr, sum);
 }
 
 // out[r] = the sum of a[r * L .. r * L + L) (times b's) in the canonical order above, for
@@ -358,7 +365,7 @@ void slot_sums_channels_last(const scalar_t* a, const scalar_t* b, int64_t rows,
     return;
   }
   for (int64_t s = rows; s < S; ++s) std::fill_n(slots + s * slot_stride, width, acc_t(0));
-  // Whether b is given is decided once, and only a row's last step may be partial.
+  // Only a row's last step may be partial.
   const auto sum = [&](auto product) {
     for (int64_t r = 0; r < rows; ++r) {
       const scalar_t* a_row = a + r * stride;
@@ -384,11 +391,7 @@ void slot_sums_channels_last(const scalar_t* a, const scalar_t* b, int64_t rows,
       if (c < width) add_step(c, width - c);
     }
   };
-  if (b) {
-    sum(std::true_type{});
-  } else {
-    sum(std::false_type{});
-  }
+  with_flag(b != nullptr, sum);
 }
 
 // out[c] = scale * (the canonical sum of channel c) for c in [c0, c1), from the slot sums
@@ -473,7 +476,7 @@ void scale_shift_rows_channels_last(const scalar_t* in, const acc_t* scale, cons
     scale_shift_whole_rows(in, scale, shift, rows * C, C, out);
     return;
   }
-  // Whether there is a shift is decided once, and only a row's last step may be partial.
+  // Only a row's last step may be partial.
   const auto rescale = [&](auto shifted) {
     Vec a0, a1, s0, s1, t0(0), t1(0);
     for (int64_t r = 0; r < rows; ++r) {
@@ -488,11 +491,7 @@ void scale_shift_rows_channels_last(const scalar_t* in, const acc_t* scale, cons
       if (c < C) step(c, C - c);
     }
   };
-  if (shift) {
-    rescale(std::true_type{});
-  } else {
-    rescale(std::false_type{});
-  }
+  with_flag(shift != nullptr, rescale);
 }
 
 // Rows finished per step of pipeline_rows, by bytes: with the look-ahead they stay in L2.
