@@ -774,20 +774,24 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
   const int64_t samples_per_thread = at::divup(N, threads);
   if (input_bytes <= (int64_t(1) << 20) && N >= threads &&
       4 * samples_per_thread * threads <= 5 * N) {  // whole samples, at most 25% imbalance
+    // Ranges of `per_range` samples, at least kGrainElements each as elsewhere (tiny layers
+    // run inline), at most one per thread; each range has its own slot-sum scratch.
+    const int64_t per_range = std::max(samples_per_thread, at::divup(kGrainElements, C * L));
+    const int64_t ranges = at::divup(N, per_range);
     at::Tensor part_t;
-    if (cut.subs > 1) part_t = at::empty({threads * part_size}, acc_options);
+    if (cut.subs > 1) part_t = at::empty({ranges * part_size}, acc_options);
     acc_t* parts = cut.subs > 1 ? part_t.mutable_data_ptr<acc_t>() : nullptr;
-    // At least kGrainElements per thread, as elsewhere: tiny layers run inline.
-    const int64_t grain = std::max(samples_per_thread, at::divup(kGrainElements, C * L));
-    at::parallel_for(0, N, grain, [&](int64_t n_begin, int64_t n_end) {
-      acc_t* part = parts ? parts + at::get_thread_num() * part_size : nullptr;
-      for (int64_t n = n_begin; n < n_end; ++n) {
-        for (int64_t sub = 0; sub < cut.subs; ++sub) {
-          sum_items(n, part, sub * cut.blocks, (sub + 1) * cut.blocks);
+    at::parallel_for(0, ranges, 1, [&](int64_t range0, int64_t range1) {
+      for (int64_t range = range0; range < range1; ++range) {
+        acc_t* part = parts ? parts + range * part_size : nullptr;
+        for (int64_t n = range * per_range; n < std::min(N, (range + 1) * per_range); ++n) {
+          for (int64_t sub = 0; sub < cut.subs; ++sub) {
+            sum_items(n, part, sub * cut.blocks, (sub + 1) * cut.blocks);
+          }
+          for (int64_t c0 = 0; part && c0 < C; c0 += kChannelBlock) finish_block(n, part, c0);
+          between(n * C, (n + 1) * C);  // its parallel_for runs inline here
+          finish(n, 0, L);
         }
-        for (int64_t c0 = 0; part && c0 < C; c0 += kChannelBlock) finish_block(n, part, c0);
-        between(n * C, (n + 1) * C);  // its parallel_for runs inline here
-        finish(n, 0, L);
       }
     });
     return;
