@@ -63,6 +63,16 @@ void with_flag(bool flag, const F& f) {
   }
 }
 
+// f(i, kStep) for the full steps of [i0, i1), then f(i, i1 - i) for a partial last step: the
+// full steps compile without the partial loads' branches (short rows and narrow channel blocks
+// spend a large part of their time there).
+template <int64_t kStep, typename F>
+void for_each_step(int64_t i0, int64_t i1, const F& f) {
+  int64_t i = i0;
+  for (; i + kStep <= i1; i += kStep) f(i, kStep);
+  if (i < i1) f(i, i1 - i);
+}
+
 // Loads and stores of up to kStep elements as two vectors of the accumulation type; a
 // partial step (n < kStep) reads zeros past n and writes only n elements.
 template <typename scalar_t>
@@ -171,8 +181,6 @@ template <int kRows, typename scalar_t, typename Vec = typename VecIO<scalar_t>:
 void chunk_slot_sums(const scalar_t* a, const scalar_t* b, int64_t L, int64_t n, Vec* acc) {
   using IO = VecIO<scalar_t>;
   static_assert(kSubChunk % IO::kStep == 0);
-  // Only a row's last step may be partial: the loop over full steps then has no branch
-  // (short rows spend a large part of their time there).
   for (int r = 0; r < kRows; ++r) acc[r] = Vec(0);  // n = 0 (L = 0) adds nothing
   const auto sum = [&](auto product) {
     Vec sub[kRows];
@@ -192,10 +200,7 @@ void chunk_slot_sums(const scalar_t* a, const scalar_t* b, int64_t L, int64_t n,
     };
     for (int64_t l0 = 0; l0 < n; l0 += kSubChunk) {
       for (int r = 0; r < kRows; ++r) sub[r] = Vec(0);
-      const int64_t end = std::min(n, l0 + kSubChunk);
-      int64_t l = l0;
-      for (; l + IO::kStep <= end; l += IO::kStep) add_step(l, IO::kStep);
-      if (l < end) add_step(l, end - l);
+      for_each_step<IO::kStep>(l0, std::min(n, l0 + kSubChunk), add_step);
       for (int r = 0; r < kRows; ++r) acc[r] = l0 == 0 ? sub[r] : acc[r] + sub[r];
     }
   };
@@ -266,17 +271,23 @@ void scale_shift_row(const scalar_t* __restrict__ in, acc_t s, acc_t shift, int6
   }
 }
 
-// Rows [0, rows) of L >= kStep elements: out[r, l] = in[r, l] * scale[r] + shift[r] (shift = 0
-// when null), the bits of scale_shift_row per row. The vectors run over the rows as one flat
-// range, aligned to out, taking each lane's scale (and shift) from the row it falls in: a row
-// that is not a whole number of cache lines (7x7, 14x14) would otherwise store every vector
-// across two lines, and take a partial vector at its end.
+// Contiguous rows [0, rows) of L elements: out[r, l] = in[r, l] * scale[r] + shift[r] (shift =
+// 0 when null), the bits of scale_shift_row per row. With L >= kStep the vectors run over the
+// rows as one flat range, aligned to out, taking each lane's scale (and shift) from the row it
+// falls in: a row that is not a whole number of cache lines (7x7, 14x14) would otherwise store
+// every vector across two lines, and take a partial vector at its end.
 template <typename scalar_t, typename acc_t>
-void scale_shift_rows_flat(const scalar_t* in, const acc_t* scale, const acc_t* shift, int64_t rows,
-                           int64_t L, scalar_t* out) {
+void scale_shift_rows(const scalar_t* in, const acc_t* scale, const acc_t* shift, int64_t rows,
+                      int64_t L, scalar_t* out) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t kStep = IO::kStep, V = Vec::size();
+  if (L < kStep) {  // a step could span more than two rows
+    for (int64_t r = 0; r < rows; ++r) {
+      scale_shift_row(in + r * L, scale[r], shift ? shift[r] : acc_t(0), L, out + r * L);
+    }
+    return;
+  }
   acc_t lanes[kStep];
   for (int64_t i = 0; i < kStep; ++i) lanes[i] = acc_t(i);
   const Vec lane0 = Vec::loadu(lanes), lane1 = Vec::loadu(lanes + V);
@@ -314,14 +325,17 @@ void scale_shift_rows_flat(const scalar_t* in, const acc_t* scale, const acc_t* 
   if (e < total) step(total - e);
 }
 
-// sums[i] += a[i] (* b[i] when given) for i < n <= VecIO<scalar_t>::kStep.
-template <typename scalar_t, typename acc_t>
-inline void add_to_sums(const scalar_t* a, const scalar_t* b, int64_t n, acc_t* sums) {
+// slots[i] = slots[i] + a[i] (* b[i] with kProduct) for i < n <= VecIO<scalar_t>::kStep; with
+// from_zero (a slot's first term) 0 + a[i] (* b[i]) in registers, so that no slot row needs
+// zeroing first.
+template <bool kProduct, typename scalar_t, typename acc_t>
+inline void add_to_slots(const scalar_t* a, const scalar_t* b, int64_t n, bool from_zero,
+                         acc_t* slots) {
   using IO = VecIO<scalar_t>;
-  typename IO::Vec a0, a1, b0, b1, s0, s1;
+  typename IO::Vec a0, a1, b0, b1, s0(0), s1(0);
   IO::load(a, n, a0, a1);
-  VecIO<acc_t>::load(sums, n, s0, s1);
-  if (b) {
+  if (!from_zero) VecIO<acc_t>::load(slots, n, s0, s1);
+  if constexpr (kProduct) {
     IO::load(b, n, b0, b1);
     s0 = at::vec::fmadd(a0, b0, s0);
     s1 = at::vec::fmadd(a1, b1, s1);
@@ -329,7 +343,7 @@ inline void add_to_sums(const scalar_t* a, const scalar_t* b, int64_t n, acc_t* 
     s0 = s0 + a0;
     s1 = s1 + a1;
   }
-  VecIO<acc_t>::store(sums, n, s0, s1);
+  VecIO<acc_t>::store(slots, n, s0, s1);
 }
 
 // slot_sums_channels_last over whole rows with slot rows back to back: element e = r * C + c
@@ -340,58 +354,44 @@ template <typename scalar_t, typename acc_t>
 [[gnu::noinline]] void slot_sums_whole_rows(const scalar_t* a, const scalar_t* b, int64_t total,
                                             int64_t period, acc_t* slots) {
   using IO = VecIO<scalar_t>;
-  for (int64_t e = 0, pos = 0; e < total;) {
-    const int64_t n = std::min({IO::kStep, period - pos, total - e});
-    add_to_sums(a + e, b ? b + e : nullptr, n, slots + pos);
-    e += n;
-    pos = pos + n == period ? 0 : pos + n;
-  }
+  if (total < period) std::fill_n(slots + total, period - total, acc_t(0));  // fewer than S rows
+  with_flag(b != nullptr, [&](auto product) {
+    for (int64_t e = 0, pos = 0; e < total;) {  // a step stays inside one period
+      const int64_t n = std::min({IO::kStep, period - pos, total - e});
+      add_to_slots<decltype(product)::value>(a + e, b + (product ? e : 0), n, e < period,
+                                             slots + pos);
+      e += n;
+      pos = pos + n == period ? 0 : pos + n;
+    }
+  });
 }
 
 // Channels last, one sub-chunk of rows of a channel block: slots[s, c] = the slot-s sum of
 // a[r, c] (* b[r, c]) over the rows r with r % S == s (rows of `stride` elements, `width`
 // channels; slots has rows of `slot_stride`). The sums live in memory (S rows of the
 // channels, in L1 or L2); each row adds to the slot row it belongs to, the first S rows to
-// zero in registers rather than to a zeroed slot row (the same additions, no memset).
+// zero in registers (add_to_slots' from_zero) rather than to a zeroed slot row.
 template <typename scalar_t, typename acc_t>
 void slot_sums_channels_last(const scalar_t* a, const scalar_t* b, int64_t rows, int64_t width,
                              int64_t stride, acc_t* slots, int64_t slot_stride) {
   using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
   constexpr int64_t S = kSlots<acc_t>;
   if (width == stride && slot_stride == width) {
-    std::fill_n(slots, S * width, acc_t(0));
     slot_sums_whole_rows(a, b, rows * width, S * width, slots);
     return;
   }
   for (int64_t s = rows; s < S; ++s) std::fill_n(slots + s * slot_stride, width, acc_t(0));
-  // Only a row's last step may be partial.
-  const auto sum = [&](auto product) {
+  with_flag(b != nullptr, [&](auto product) {
     for (int64_t r = 0; r < rows; ++r) {
       const scalar_t* a_row = a + r * stride;
       const scalar_t* b_row = b + (product ? r * stride : 0);
       acc_t* slot = slots + (r % S) * slot_stride;
-      const bool first = r < S;
-      const auto add_step = [&](int64_t c, int64_t n) {  // channels [c, c + n), n <= kStep
-        Vec a0, a1, b0, b1, s0(0), s1(0);
-        IO::load(a_row + c, n, a0, a1);
-        if (!first) VecIO<acc_t>::load(slot + c, n, s0, s1);
-        if constexpr (decltype(product)::value) {
-          IO::load(b_row + c, n, b0, b1);
-          s0 = at::vec::fmadd(a0, b0, s0);
-          s1 = at::vec::fmadd(a1, b1, s1);
-        } else {
-          s0 = s0 + a0;
-          s1 = s1 + a1;
-        }
-        VecIO<acc_t>::store(slot + c, n, s0, s1);
-      };
-      int64_t c = 0;
-      for (; c + IO::kStep <= width; c += IO::kStep) add_step(c, IO::kStep);
-      if (c < width) add_step(c, width - c);
+      for_each_step<IO::kStep>(0, width, [&](int64_t c, int64_t n) {
+        add_to_slots<decltype(product)::value>(a_row + c, b_row + (product ? c : 0), n, r < S,
+                                               slot + c);
+      });
     }
-  };
-  with_flag(b != nullptr, sum);
+  });
 }
 
 // out[c] = scale * (the canonical sum of channel c) for c in [c0, c1), from the slot sums
@@ -476,22 +476,17 @@ void scale_shift_rows_channels_last(const scalar_t* in, const acc_t* scale, cons
     scale_shift_whole_rows(in, scale, shift, rows * C, C, out);
     return;
   }
-  // Only a row's last step may be partial.
-  const auto rescale = [&](auto shifted) {
+  with_flag(shift != nullptr, [&](auto shifted) {
     Vec a0, a1, s0, s1, t0(0), t1(0);
     for (int64_t r = 0; r < rows; ++r) {
-      const auto step = [&](int64_t c, int64_t n) {  // channels [c, c + n), n <= kStep
+      for_each_step<kStep>(0, C, [&](int64_t c, int64_t n) {
         IO::load(in + r * C + c, n, a0, a1);
         VecIO<acc_t>::load(scale + c, n, s0, s1);
         if constexpr (decltype(shifted)::value) VecIO<acc_t>::load(shift + c, n, t0, t1);
         IO::store(out + r * C + c, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
-      };
-      int64_t c = 0;
-      for (; c + kStep <= C; c += kStep) step(c, kStep);
-      if (c < C) step(c, C - c);
+      });
     }
-  };
-  with_flag(shift != nullptr, rescale);
+  });
 }
 
 // Rows finished per step of pipeline_rows, by bytes: with the look-ahead they stay in L2.
@@ -846,20 +841,13 @@ void forward_typed(const ForwardProblem& p) {
 
   if (p.layout == Layout::ChannelsFirst) {
     const RowSum<scalar_t, acc_t> mean_of_row{x, nullptr, L, inv_L};
-    pipeline_rows<acc_t>(N * C, L, sizeof(scalar_t), pad, pooled, mean_of_row,
-                         [&](int64_t r0, int64_t r1, const auto& pooled_at) {
-                           channel_conv_rows(pooled_at, w, k, /*transposed=*/false, C, p.mode, r0,
-                                             r1, gate);
-                           sigmoid_inplace(gate + r0, r1 - r0);
-                           if (L >= VecIO<scalar_t>::kStep) {
-                             scale_shift_rows_flat<scalar_t, acc_t>(x + r0 * L, gate + r0, nullptr,
-                                                                    r1 - r0, L, y + r0 * L);
-                             return;
-                           }
-                           for (int64_t r = r0; r < r1; ++r) {
-                             scale_shift_row(x + r * L, gate[r], acc_t(0), L, y + r * L);
-                           }
-                         });
+    pipeline_rows<acc_t>(
+        N * C, L, sizeof(scalar_t), pad, pooled, mean_of_row,
+        [&](int64_t r0, int64_t r1, const auto& pooled_at) {
+          channel_conv_rows(pooled_at, w, k, /*transposed=*/false, C, p.mode, r0, r1, gate);
+          sigmoid_inplace(gate + r0, r1 - r0);
+          scale_shift_rows<scalar_t, acc_t>(x + r0 * L, gate + r0, nullptr, r1 - r0, L, y + r0 * L);
+        });
     return;
   }
   channels_last_two_phase<scalar_t, acc_t>(
@@ -950,13 +938,7 @@ void backward_typed(const BackwardProblem& p) {
               conv_taps(dz_halo.data(), w, k, /*transposed=*/true, run, dp.data());
               std::copy_n(dz_halo.data() + pad, run, dz + r);
               for (int64_t i = 0; i < run; ++i) dp[i] *= inv_L;
-              if (L >= VecIO<scalar_t>::kStep) {
-                scale_shift_rows_flat(g + r * L, gate + r, dp.data(), run, L, grad_x + r * L);
-              } else {
-                for (int64_t i = 0; i < run; ++i) {
-                  scale_shift_row(g + (r + i) * L, gate[r + i], dp[i], L, grad_x + (r + i) * L);
-                }
-              }
+              scale_shift_rows(g + r * L, gate + r, dp.data(), run, L, grad_x + r * L);
               r += run;
               at.advance(run);
               continue;
