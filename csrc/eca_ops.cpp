@@ -2,7 +2,6 @@
 // kernels, and the build-info op. Device kernels register in cpu/ and cuda/, eca_forward's
 // autograd kernel in eca_autograd.cpp.
 #include <ATen/ATen.h>
-#include <Python.h>
 #include <torch/library.h>
 
 #include <string>
@@ -218,11 +217,4 @@ TORCH_LIBRARY(eca_cuda, m) {
     return {};
 #endif
   });
-}
-
-// Importing eca_cuda._C loads this library, which runs the registrations above; the
-// module itself is empty (no pybind11 needed, as in pytorch/extension-cpp).
-extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
 }
