@@ -68,3 +68,13 @@ def test_fx_symbolic_trace_records_the_operator():
     assert OP in targets
     x, _, _ = make_inputs((2, 8, 3, 3), 3, torch.float32, "cpu", "contiguous")
     torch.testing.assert_close(graph_module(x), layer(x), rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")  # deprecated, still used
+def test_jit_trace_records_the_operator():
+    """Tracing runs eager code, so the eager entry is what the tracer sees."""
+    layer = eca_cuda.ECA(kernel_size=3)
+    x, _, _ = make_inputs((2, 8, 3, 3), 3, torch.float32, "cpu", "channels_last")
+    traced = torch.jit.trace(layer, (x,))
+    assert "eca_cuda::eca_forward" in [node.kind() for node in traced.graph.nodes()]
+    torch.testing.assert_close(traced(x), layer(x), rtol=0, atol=0)
