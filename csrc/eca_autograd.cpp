@@ -4,7 +4,6 @@
 // apply, and the engine calling back into Python), most of a small layer's step on CPU. Being
 // the operator's own autograd, it also goes wherever the operator goes: torch.compile and
 // torch.export trace eca_forward and eca_backward as before.
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 #include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/library.h>
@@ -12,37 +11,26 @@
 #include <string>
 #include <tuple>
 
+#include "eca_op_handles.h"
+
 namespace eca_cuda {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-using ForwardSchema = std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&,
-                                                                     const at::Tensor&,
-                                                                     c10::string_view);
-using BackwardSchema = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                          const at::Tensor&, const at::Tensor&,
-                                                          const at::Tensor&, c10::string_view);
-
 // eca_forward's kernels below autograd (CPU, CUDA, or the fake kernel under tracing).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_below_autograd(
     const at::Tensor& x, const at::Tensor& weight, c10::string_view padding_mode) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("eca_cuda::eca_forward", "")
-                             .typed<ForwardSchema>();
   at::AutoDispatchBelowADInplaceOrView guard;
-  return op.call(x, weight, padding_mode);
+  return forward_op().call(x, weight, padding_mode);
 }
 
 std::tuple<at::Tensor, at::Tensor> backward_below_autograd(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
     const at::Tensor& pooled, const at::Tensor& gate, c10::string_view padding_mode) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("eca_cuda::eca_backward", "")
-                             .typed<BackwardSchema>();
   at::AutoDispatchBelowADInplaceOrView guard;
-  return op.call(grad_y, x, weight, pooled, gate, padding_mode);
+  return backward_op().call(grad_y, x, weight, pooled, gate, padding_mode);
 }
 
 // Saves x, weight and the two (N, C) tensors: nothing of x's size beyond x itself.

@@ -3,18 +3,15 @@
 // entry point of eca_cuda.eca: the same operator called through the dispatcher (autograd,
 // autocast, every device and dispatch mode as before), without the boxed torch.ops call,
 // whose argument parsing costs about 2 us, as much as the kernel of a small layer on CPU.
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/Exceptions.h>
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/utils/pybind.h>
 
 #include <tuple>
 
-namespace {
+#include "eca_op_handles.h"
 
-using ForwardSchema = std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&,
-                                                                     const at::Tensor&,
-                                                                     c10::string_view);
+namespace {
 
 // forward_y(x, weight, padding_mode) -> y: eca_forward(x, weight, padding_mode)[0]. The caller
 // (eca_cuda.eca) sends here only plain tensors outside torch.compile: anything with
@@ -29,15 +26,12 @@ PyObject* forward_y(PyObject* /*module*/, PyObject* const* args, Py_ssize_t narg
   Py_ssize_t size = 0;
   const char* mode = PyUnicode_AsUTF8AndSize(args[2], &size);
   if (mode == nullptr) return nullptr;
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("eca_cuda::eca_forward", "")
-                             .typed<ForwardSchema>();
   const at::Tensor& x = THPVariable_Unpack(args[0]);
   const at::Tensor& weight = THPVariable_Unpack(args[1]);
   at::Tensor y;
   {
     pybind11::gil_scoped_release no_gil;  // as torch.ops does: other Python threads run
-    y = std::get<0>(op.call(x, weight, c10::string_view(mode, size)));
+    y = std::get<0>(eca_cuda::forward_op().call(x, weight, c10::string_view(mode, size)));
   }
   return THPVariable_Wrap(std::move(y));
   END_HANDLE_TH_ERRORS

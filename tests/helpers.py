@@ -39,12 +39,13 @@ def make_inputs(shape, k, dtype, device, memory_format, weight_dtype=None, seed=
     return x, weight.to(device, weight_dtype or dtype), grad_y
 
 
-def forward_backward(fn, x, weight, grad_y, padding_mode):
-    """(y, grad_x, grad_weight) of ``fn(x, weight, padding_mode)`` for upstream ``grad_y``."""
+def forward_backward(fn, x, weight, grad_y, padding_mode, **grad_kwargs):
+    """(y, grad_x, grad_weight) of ``fn(x, weight, padding_mode)`` for upstream ``grad_y``;
+    ``grad_kwargs`` (e.g. ``create_graph``) go to ``torch.autograd.grad``."""
     x = x.detach().requires_grad_()
     weight = weight.detach().requires_grad_()
     y = fn(x, weight, padding_mode)
-    grad_x, grad_weight = torch.autograd.grad(y, (x, weight), grad_y)
+    grad_x, grad_weight = torch.autograd.grad(y, (x, weight), grad_y, **grad_kwargs)
     return y, grad_x, grad_weight
 
 

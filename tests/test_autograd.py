@@ -1,29 +1,11 @@
-"""The C++ autograd kernel of eca_forward (csrc/eca_autograd.cpp): what it differentiates, what
-it refuses, and that the Python ECAFunction gives the same bits."""
+"""The C++ autograd kernel of eca_forward (csrc/eca_autograd.cpp): what it differentiates and
+what it refuses. That it gives the bits of the Python ECAFunction is in test_entry.py."""
 
 import pytest
 import torch
 
 import eca_cuda
-from helpers import DEVICES, PADDING_MODES, make_inputs
-
-
-def grads(fn, x, weight, grad_y, **kwargs):
-    x, weight = x.detach().requires_grad_(), weight.detach().requires_grad_()
-    y = fn(x, weight)
-    grad_x, grad_w = torch.autograd.grad(y, (x, weight), grad_y, **kwargs)
-    return y, grad_x, grad_w
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("padding_mode", PADDING_MODES)
-def test_eca_and_eca_function_agree_bitwise(padding_mode, memory_format, device):
-    x, weight, grad_y = make_inputs((2, 24, 5, 6), 5, torch.float32, device, memory_format)
-    ours = grads(lambda a, b: eca_cuda.eca(a, b, padding_mode), x, weight, grad_y)
-    python = grads(lambda a, b: eca_cuda.ECAFunction.apply(a, b, padding_mode), x, weight, grad_y)
-    for a, b in zip(ours, python):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+from helpers import DEVICES, forward_backward, make_inputs
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -44,8 +26,8 @@ def test_double_backward_raises_but_create_graph_gives_first_order_grads(device)
     create_graph=True are right, and differentiating them raises instead of silently giving
     a wrong (missing) second-order term."""
     x, weight, grad_y = make_inputs((2, 8, 3, 3), 3, torch.float64, device, "contiguous")
-    _, gx, gw = grads(eca_cuda.eca, x, weight, grad_y)
-    _, gx2, gw2 = grads(eca_cuda.eca, x, weight, grad_y, create_graph=True)
+    _, gx, gw = forward_backward(eca_cuda.eca, x, weight, grad_y, "zeros")
+    _, gx2, gw2 = forward_backward(eca_cuda.eca, x, weight, grad_y, "zeros", create_graph=True)
     torch.testing.assert_close(gx2, gx, rtol=0, atol=0)
     torch.testing.assert_close(gw2, gw, rtol=0, atol=0)
     assert gx2.requires_grad

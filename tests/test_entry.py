@@ -1,6 +1,6 @@
-"""eca()'s two ways into the operator: eager calls take _C.forward_y (csrc/eca_python.cpp),
-anything with __torch_function__ takes torch.ops; both reach the same kernels and give the
-same bits."""
+"""The ways into the operator: eca()'s eager calls take _C.forward_y (csrc/eca_python.cpp),
+anything with __torch_function__ takes torch.ops, and the Python ECAFunction calls the
+operators below its own autograd; all reach the same kernels and give the same bits."""
 
 import pytest
 import torch
@@ -13,20 +13,23 @@ from helpers import DEVICES, PADDING_MODES, forward_backward, make_inputs
 OP = torch.ops.eca_cuda.eca_forward.default
 
 
-def through_torch_ops(x, weight, padding_mode):
-    return OP(x, weight, padding_mode)[0]
+OTHER_WAYS_IN = {
+    "torch.ops": lambda x, weight, padding_mode: OP(x, weight, padding_mode)[0],
+    "ECAFunction": eca_cuda.ECAFunction.apply,
+}
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
-def test_eager_entry_and_torch_ops_agree_bitwise(padding_mode, memory_format, device):
+@pytest.mark.parametrize("other", OTHER_WAYS_IN)
+def test_eca_and_other_ways_in_agree_bitwise(other, padding_mode, memory_format, device):
     x, weight, grad_y = make_inputs((2, 24, 5, 6), 5, torch.float32, device, memory_format)
     ours = forward_backward(eca_cuda.eca, x, weight, grad_y, padding_mode)
-    ops = forward_backward(through_torch_ops, x, weight, grad_y, padding_mode)
-    for a, b in zip(ours, ops):
+    theirs = forward_backward(OTHER_WAYS_IN[other], x, weight, grad_y, padding_mode)
+    for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert ours[0].stride() == ops[0].stride() == x.stride()
+    assert ours[0].stride() == theirs[0].stride() == x.stride()
 
 
 def test_plain_tensors_take_the_eager_entry(monkeypatch):
