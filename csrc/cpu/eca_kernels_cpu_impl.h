@@ -150,10 +150,12 @@ constexpr int64_t kSubChunk = 512;
 template <typename acc_t>
 constexpr int64_t kSlots = Vectorized<acc_t>::size();
 
-// a[0] after a[i] += a[i + w] for w = n/2, n/4, ..., 1 (n a power of two).
+// a[0] after a[i] += a[i + w] for w = n/2, n/4, ..., 1 (n a power of two). Inlined, so that
+// with n a constant the loops unroll and an array of vectors stays in registers.
 template <typename T>
-T halving_tree(T* a, int64_t n) {
+[[gnu::always_inline]] inline T halving_tree(T* a, int64_t n) {
   for (int64_t w = n / 2; w >= 1; w /= 2) {
+#pragma GCC unroll 32
     for (int64_t i = 0; i < w; ++i) a[i] = a[i] + a[i + w];
   }
   return a[0];
@@ -402,27 +404,34 @@ void finish_slot_sums(const acc_t* partial, int64_t subs, int64_t stride, int64_
   using Vec = Vectorized<acc_t>;
   constexpr int64_t S = kSlots<acc_t>, V = Vec::size();
   constexpr int64_t kSubsPerChunk = kSumChunk / kSubChunk;
+  // v[s] = the slot-s sums of channels [c, c + m) of the chunk whose first sub-chunk is j0,
+  // added in sub-chunk order. Unrolled, so that v stays in registers.
+  const auto chunk_slots = [&](int64_t j0, int64_t c, int64_t m, Vec* v) {
+#pragma GCC unroll 32
+    for (int64_t s = 0; s < S; ++s) v[s] = Vec::loadu(partial + (j0 * S + s) * stride + c, m);
+    for (int64_t j = j0 + 1; j < std::min(subs, j0 + kSubsPerChunk); ++j) {
+#pragma GCC unroll 32
+      for (int64_t s = 0; s < S; ++s)
+        v[s] = v[s] + Vec::loadu(partial + (j * S + s) * stride + c, m);
+    }
+  };
+  // One chunk: the halving tree across the slots, a vector of channels at a time.
+  if (subs <= kSubsPerChunk) {
+    for (int64_t c = c0; c < c1; c += V) {
+      const int64_t m = std::min<int64_t>(V, c1 - c);
+      Vec v[S];
+      chunk_slots(0, c, m, v);
+      (halving_tree(v, S) * Vec(scale)).store(out + c, m);
+    }
+    return;
+  }
   for (int64_t c = c0; c < c1; c += V) {  // a vector of channels at a time
     const int64_t m = std::min<int64_t>(V, c1 - c);
     Vec v[S];
-    // v[s] = the slot-s sums of the chunk whose first sub-chunk is j0, added in sub-chunk order.
-    const auto chunk_slots = [&](int64_t j0) {
-      for (int64_t j = j0; j < std::min(subs, j0 + kSubsPerChunk); ++j) {
-        for (int64_t s = 0; s < S; ++s) {
-          const Vec sub = Vec::loadu(partial + (j * S + s) * stride + c, m);
-          v[s] = j == j0 ? sub : v[s] + sub;
-        }
-      }
-    };
-    if (subs <= kSubsPerChunk) {  // one chunk: the halving tree across the slots
-      chunk_slots(0);
-      (halving_tree(v, S) * Vec(scale)).store(out + c, m);
-      continue;
-    }
     double total[S][V] = {};
     acc_t lanes[V];
     for (int64_t j0 = 0; j0 < subs; j0 += kSubsPerChunk) {
-      chunk_slots(j0);
+      chunk_slots(j0, c, m, v);
       for (int64_t s = 0; s < S; ++s) {
         v[s].store(lanes);
         for (int64_t i = 0; i < V; ++i) total[s][i] += double(lanes[i]);
@@ -453,14 +462,15 @@ template <typename scalar_t, typename acc_t>
     if (shift) repeated[period + j] = shift[j % C];
   }
   Vec a0, a1, s0, s1, t0(0), t1(0);
+  const int64_t advance = kStep % C;  // c steps by this, mod C: no division per step
   for (int64_t e = 0, c = 0; e < total; e += kStep) {  // c = e % C
     const int64_t n = std::min(kStep, total - e);
     IO::load(in + e, n, a0, a1);
     VecIO<acc_t>::load(repeated.data() + c, n, s0, s1);
     if (shift) VecIO<acc_t>::load(repeated.data() + period + c, n, t0, t1);
     IO::store(out + e, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
-    c += kStep;
-    if (c >= C) c %= C;
+    c += advance;
+    if (c >= C) c -= C;
   }
 }
 
