@@ -775,6 +775,13 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
   const auto finish_block = [&](int64_t n, const acc_t* part, int64_t c0) {
     finish_slot_sums(part, cut.subs, C, c0, std::min(C, c0 + kChannelBlock), scale, sums + n * C);
   };
+  // Slot-sum scratch for `count` samples' parts, held by `holder`; null with at most one
+  // sub-chunk (L <= kSubChunk).
+  const auto parts_scratch = [&](int64_t count, at::Tensor& holder) -> acc_t* {
+    if (cut.subs <= 1) return nullptr;
+    holder = at::empty({count * part_size}, acc_options);
+    return holder.mutable_data_ptr<acc_t>();
+  };
 
   const int64_t samples_per_thread = at::divup(N, threads);
   if (input_bytes <= (int64_t(1) << 20) && N >= threads &&
@@ -784,8 +791,7 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
     const int64_t per_range = std::max(samples_per_thread, at::divup(kGrainElements, C * L));
     const int64_t ranges = at::divup(N, per_range);
     at::Tensor part_t;
-    if (cut.subs > 1) part_t = at::empty({ranges * part_size}, acc_options);
-    acc_t* parts = cut.subs > 1 ? part_t.mutable_data_ptr<acc_t>() : nullptr;
+    acc_t* parts = parts_scratch(ranges, part_t);
     at::parallel_for(0, ranges, 1, [&](int64_t range0, int64_t range1) {
       for (int64_t range = range0; range < range1; ++range) {
         acc_t* part = parts ? parts + range * part_size : nullptr;
@@ -804,8 +810,7 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
 
   const int64_t group = std::min(N, samples_per_group(input_bytes));
   at::Tensor partial_t;
-  if (cut.subs > 1) partial_t = at::empty({group * part_size}, acc_options);
-  acc_t* partial = cut.subs > 1 ? partial_t.mutable_data_ptr<acc_t>() : nullptr;
+  acc_t* partial = parts_scratch(group, partial_t);
   for (int64_t n0 = 0; n0 < N; n0 += group) {
     const int64_t samples = std::min(group, N - n0);
     const int64_t items = samples * cut.per_sample();
