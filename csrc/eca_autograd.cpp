@@ -42,11 +42,16 @@ class ECAForwardNode : public torch::autograd::Function<ECAForwardNode> {
     ctx->save_for_backward({x, weight, pooled, gate});
     ctx->saved_data["padding_mode"] = padding_mode;
     ctx->mark_non_differentiable({pooled, gate});
+    // pooled and gate never get gradients: without this the engine would fill two (N, C)
+    // zero tensors for them on every backward, microseconds each on a small layer.
+    ctx->set_materialize_grads(false);
     return {y, pooled, gate};
   }
 
   // grad_outputs[1:] (pooled, gate) are undefined: they are not differentiable.
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    // Undefined (not materialized) grad of y: zero gradients, which undefined tensors mean.
+    if (!grad_outputs[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor()};
     const auto saved = ctx->get_saved_variables();
     auto [grad_x, grad_weight] =
         backward_below_autograd(grad_outputs[0], saved[0], saved[1], saved[2], saved[3],

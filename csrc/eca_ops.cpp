@@ -174,7 +174,10 @@ std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const 
   }
 
   at::Tensor grad_x = at::empty_like(x);
-  at::Tensor grad_weight_acc = at::zeros({k}, x.options().dtype(acc_dtype));
+  // The kernels write every tap; with nothing to reduce (N * C = 0) the gradient is zero.
+  const auto acc_options = x.options().dtype(acc_dtype);
+  at::Tensor grad_weight_acc =
+      N * C > 0 ? at::empty({k}, acc_options) : at::zeros({k}, acc_options);
   if (N * C > 0) {
     const Layout layout = kernel_layout(grad_x);
     BackwardProblem p{in_layout(grad_y, layout),

@@ -33,3 +33,32 @@ def test_double_backward_raises_but_create_graph_gives_first_order_grads(device)
     assert gx2.requires_grad
     with pytest.raises(RuntimeError, match="double backward is not supported"):
         gx2.sum().backward()
+
+
+class _NoGradient(torch.autograd.Function):
+    """Identity whose backward gives its input no gradient (None)."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return t.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_no_gradient_reaching_y_gives_the_references_grads(device):
+    """The kernel does not have autograd fill zeros for gradients it never gets (pooled, gate,
+    or y when nothing reaches it): x gets only its other path's gradient and the weight none,
+    as through the reference's ATen ops."""
+    grads = []
+    for fn in (eca_cuda.eca, eca_cuda.reference.eca):
+        x, weight, _ = make_inputs((2, 8, 3, 3), 3, torch.float32, device, "contiguous")
+        x.requires_grad_()
+        weight.requires_grad_()
+        (_NoGradient.apply(fn(x, weight)).sum() + x.sum()).backward()
+        grads.append((x.grad, weight.grad))
+    (gx, gw), (ref_gx, ref_gw) = grads
+    torch.testing.assert_close(gx, ref_gx, rtol=0, atol=0)
+    assert gw is None and ref_gw is None
