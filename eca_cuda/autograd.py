@@ -25,11 +25,15 @@ class ECAFunction(torch.autograd.Function):
         y, pooled, gate = ops.eca_forward(x, weight, padding_mode)
         ctx.save_for_backward(x, weight, pooled, gate)
         ctx.padding_mode = padding_mode
+        # As the C++ kernel: no zero-filled grad_y when no gradient reaches y.
+        ctx.set_materialize_grads(False)
         return y
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_y: torch.Tensor):
+    def backward(ctx, grad_y: torch.Tensor | None):
+        if grad_y is None:  # no gradient reached y: none for x and weight either
+            return None, None, None
         x, weight, pooled, gate = ctx.saved_tensors
         grad_x, grad_weight = ops.eca_backward(grad_y, x, weight, pooled, gate, ctx.padding_mode)
         return grad_x, grad_weight, None

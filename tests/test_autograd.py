@@ -47,13 +47,15 @@ class _NoGradient(torch.autograd.Function):
         return None
 
 
+@pytest.mark.parametrize("entry", ["eca", "ECAFunction"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_no_gradient_reaching_y_gives_the_references_grads(device):
-    """The kernel does not have autograd fill zeros for gradients it never gets (pooled, gate,
-    or y when nothing reaches it): x gets only its other path's gradient and the weight none,
-    as through the reference's ATen ops."""
+def test_no_gradient_reaching_y_gives_the_references_grads(device, entry):
+    """Neither the C++ kernel nor ECAFunction has autograd fill zeros for gradients they never
+    get (pooled, gate, or y when nothing reaches it): x gets only its other path's gradient and
+    the weight none, as through the reference's ATen ops."""
+    ours = eca_cuda.eca if entry == "eca" else eca_cuda.ECAFunction.apply
     grads = []
-    for fn in (eca_cuda.eca, eca_cuda.reference.eca):
+    for fn in (ours, eca_cuda.reference.eca):
         x, weight, _ = make_inputs((2, 8, 3, 3), 3, torch.float32, device, "contiguous")
         x.requires_grad_()
         weight.requires_grad_()
