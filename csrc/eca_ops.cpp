@@ -174,11 +174,11 @@ std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const 
   }
 
   at::Tensor grad_x = at::empty_like(x);
-  // The kernels write every tap; with nothing to reduce (N * C = 0) the gradient is zero.
-  const auto acc_options = x.options().dtype(acc_dtype);
-  at::Tensor grad_weight_acc =
-      N * C > 0 ? at::empty({k}, acc_options) : at::zeros({k}, acc_options);
-  if (N * C > 0) {
+  // Every kernel writes each tap, so no zero fill unless there is nothing to reduce.
+  at::Tensor grad_weight_acc = at::empty({k}, x.options().dtype(acc_dtype));
+  if (N * C == 0) {
+    grad_weight_acc.zero_();
+  } else {
     const Layout layout = kernel_layout(grad_x);
     BackwardProblem p{in_layout(grad_y, layout),
                       in_layout(x, layout),
