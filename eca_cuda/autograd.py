@@ -13,7 +13,9 @@ class ECAFunction(torch.autograd.Function):
 
     Shapes, dtypes and errors are those of :func:`eca_cuda.ops.eca_forward`. The backward
     is handwritten (:func:`eca_cuda.ops.eca_backward`) and saves only ``x``, ``weight`` and
-    two ``(N, C)`` tensors. Double backward is not supported (it raises).
+    two ``(N, C)`` tensors. Double backward is not supported (it raises). When no gradient
+    reaches ``y``, ``x`` and ``weight`` get none from it (``None``, as through the reference's
+    ATen ops), not zeros.
 
     :func:`eca_cuda.eca` gives the same bits through the operator's own autograd kernel in C++
     (``csrc/eca_autograd.cpp``), which costs tens of microseconds less per forward+backward;
