@@ -32,8 +32,15 @@ def layouts(x):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
 # Channels last takes whole samples per thread when they are small (the first two; the second
-# with two row sub-chunks per sample) and cuts samples between threads otherwise (the third).
-@pytest.mark.parametrize("shape", [(2, 24, 7, 9), (4, 32, 28, 28), (3, 130, 40, 33)], ids=str)
+# with two row sub-chunks per sample) and cuts samples between threads otherwise (the rest):
+# rows and channels (the third); channel blocks of one row sub-chunk, whose forward sums go
+# down the columns in registers while the layer is under 1 MiB per thread (the fourth) and by
+# slot rows past that (the fifth, in float32 and float64 on 2 threads).
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 24, 7, 9), (4, 32, 28, 28), (3, 130, 40, 33), (1, 300, 7, 7), (1, 2048, 16, 17)],
+    ids=str,
+)
 def test_every_layout_gives_the_contiguous_bits(shape, padding_mode, dtype):
     gen = torch.Generator().manual_seed(0)
     x = (torch.randn(shape, generator=gen) + 0.3).to(dtype)
