@@ -807,17 +807,16 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
   // registers (channel_sums_one_chunk).
   const auto sum_items = [&](int64_t n, acc_t* part, int64_t item0, int64_t item1) {
     const int64_t c0 = cut.first_channel(item0);
+    const int64_t c1 = cut.first_channel(item1 - 1) + cut.width(item1 - 1);
     const int64_t offset = (n * L + cut.first_row(item0)) * C;
     const scalar_t* b_run = b ? b + offset : nullptr;
     if (part) {
-      const int64_t c1 = cut.first_channel(item1 - 1) + cut.width(item1 - 1);
       acc_t* slots = part + cut.sub(item0) * S * C;
       slot_sums_channels_last<scalar_t, acc_t>(a + offset + c0, b_run ? b_run + c0 : nullptr,
                                                cut.rows(item0), c1 - c0, C, slots + c0, C);
       return;
     }
     if (columns_in_cache) {
-      const int64_t c1 = cut.first_channel(item1 - 1) + cut.width(item1 - 1);
       channel_sums_one_chunk(a + offset + c0, cut.rows(item0), c1 - c0, C, scale,
                              sums + n * C + c0);
       return;
@@ -867,6 +866,8 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
   }
 
   const int64_t group = std::min(N, samples_per_group(input_bytes));
+  const int64_t block =
+      std::max<int64_t>(1, (int64_t(64) << 10) / std::max<int64_t>(1, C * sizeof(scalar_t)));
   at::Tensor partial_t;
   acc_t* partial = parts_scratch(group, partial_t);
   for (int64_t n0 = 0; n0 < N; n0 += group) {
@@ -890,12 +891,11 @@ void channels_last_two_phase(const scalar_t* a, const scalar_t* b, int64_t N, in
                        });
     }
     between(n0 * C, (n0 + samples) * C);
-    // Each thread takes its rows last to first, in blocks of 64 KiB: the rows it summed last
-    // are the likeliest to be still in its L2, and y's lines then push out the rows summed
-    // first, which it rescales last. (First to last, a y line pushes out a row still due; last
-    // to first measured 0.93-0.97x on 8x256x56x56 and 1x256x56x56, forward and backward.)
-    const int64_t block =
-        std::max<int64_t>(1, (int64_t(64) << 10) / std::max<int64_t>(1, C * sizeof(scalar_t)));
+    // Each thread takes its rows last to first, in blocks of `block` rows (64 KiB): the rows
+    // it summed last are the likeliest to be still in its L2, and y's lines then push out the
+    // rows summed first, which it rescales last. (First to last, a y line pushes out a row
+    // still due; last to first measured 0.93-0.97x on 8x256x56x56 and 1x256x56x56, forward
+    // and backward.)
     at::parallel_for(0, samples * L, grain_rows(C), [&](int64_t begin, int64_t end) {
       for (int64_t block_end = end; block_end > begin; block_end -= block) {
         const int64_t block_begin = std::max(begin, block_end - block);
