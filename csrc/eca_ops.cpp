@@ -210,7 +210,7 @@ TORCH_LIBRARY(eca_cuda, m) {
   m.def(
       "eca_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor pooled, Tensor gate, "
       "str padding_mode) -> (Tensor grad_x, Tensor grad_weight)");
-  // The instruction set the CPU kernels run: "AVX512", "AVX2" or "DEFAULT".
+  // The instruction set the CPU kernels run: "AVX512_BF16", "AVX512", "AVX2" or "DEFAULT".
   m.def("cpu_capability() -> str", []() -> std::string { return eca_cuda::cpu::capability(); });
   // SM numbers the CUDA kernels were compiled for (e.g. [80, 90]); empty without CUDA.
   m.def("compiled_cuda_archs() -> int[]", []() -> std::vector<int64_t> {

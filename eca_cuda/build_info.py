@@ -22,11 +22,15 @@ def has_cuda_kernels() -> bool:
 
 
 def cpu_capability() -> str:
-    """The instruction set the CPU kernels run: ``"AVX512"``, ``"AVX2"`` or ``"DEFAULT"``.
+    """The instruction set the CPU kernels run: ``"AVX512_BF16"``, ``"AVX512"``, ``"AVX2"`` or
+    ``"DEFAULT"``.
 
     The kernels are compiled once per instruction set (``csrc/cpu/``) and the best one that
     torch's own CPU capability allows is chosen at the first call; ``ATEN_CPU_CAPABILITY``
-    (``default``, ``avx2``), set before torch is imported, lowers both.
+    (``default``, ``avx2``, ``avx512``), set before torch is imported, lowers both.
+    ``"AVX512_BF16"`` is the AVX512 build with AVX512-BF16's float32-to-bfloat16 rounding
+    (same bits), run when torch runs AVX512 on a CPU that has it and the variable does not
+    pin ``avx512``.
     """
     return torch.ops.eca_cuda.cpu_capability()
 

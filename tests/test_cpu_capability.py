@@ -1,7 +1,9 @@
-"""The lower instruction-set builds of the CPU kernels (DEFAULT, AVX2) also match the
-reference and give the same bits in every layout: each runs the CPU cases of test_ops.py and
-test_layouts.py in a subprocess with ATEN_CPU_CAPABILITY lowered, since the build is
-chosen once per process."""
+"""The other instruction-set builds of the CPU kernels (DEFAULT, AVX2, and AVX512 where the
+CPU runs AVX512_BF16) also match the reference and give the same bits in every layout: each
+runs the CPU cases of test_ops.py and test_layouts.py in a subprocess with
+ATEN_CPU_CAPABILITY pinned, since the build is chosen once per process. AVX512_BF16 differs
+from AVX512 only in how it rounds to bfloat16, so their bfloat16 results are compared bit for
+bit."""
 
 import os
 import subprocess
@@ -11,8 +13,18 @@ import pytest
 import torch
 
 import eca_cuda
+from helpers import to_memory_format
 
-ORDER = ["DEFAULT", "AVX2", "AVX512"]
+ORDER = ["DEFAULT", "AVX2", "AVX512", "AVX512_BF16"]
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def cpu_has_avx512_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " avx512_bf16" in line for line in f)
+    except OSError:
+        return False
 
 
 def test_capability_is_torch_capability_or_lower():
@@ -20,15 +32,18 @@ def test_capability_is_torch_capability_or_lower():
     assert ours in ORDER
     torch_capability = torch.backends.cpu.get_cpu_capability()
     if torch_capability in ORDER:
-        assert ours == torch_capability
+        expected = torch_capability
+        if torch_capability == "AVX512" and cpu_has_avx512_bf16():
+            expected = "AVX512_BF16"
+        assert ours == expected
 
 
-@pytest.mark.parametrize("capability", ["DEFAULT", "AVX2"])
+@pytest.mark.parametrize("capability", ["DEFAULT", "AVX2", "AVX512"])
 def test_lower_builds_match_reference(capability):
     if ORDER.index(capability) >= ORDER.index(eca_cuda.build_info.cpu_capability()):
         pytest.skip(f"this CPU runs {eca_cuda.build_info.cpu_capability()} already")
     env = dict(os.environ, ATEN_CPU_CAPABILITY=capability.lower())
-    tests = os.path.dirname(os.path.abspath(__file__))
+    tests = TESTS
     check = subprocess.run(
         [sys.executable, "-c", "import eca_cuda; print(eca_cuda.build_info.cpu_capability())"],
         env=env,
@@ -57,3 +72,57 @@ def test_lower_builds_match_reference(capability):
         text=True,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+def bfloat16_results() -> dict[str, torch.Tensor]:
+    """y, grad_x and grad_weight of bfloat16 layers in both layouts, on values that give
+    denormal products (the instruction AVX512_BF16 rounds with flushes them), NaN and Inf
+    (it keeps NaN payloads), besides ordinary ones; the same inputs in every process."""
+    gen = torch.Generator().manual_seed(0)
+    results = {}
+    for shape, k in [((2, 40, 9, 7), 3), ((1, 300, 7, 7), 5), ((3, 24, 33), 3)]:
+        for special in ("denormal", "nonfinite"):
+            x = torch.randn(shape, generator=gen)
+            g = torch.randn(shape, generator=gen)
+            pick = torch.rand(shape, generator=gen)
+            if special == "denormal":
+                # 1e-38 and 2e-38: bfloat16 denormal and normal; both give denormal products
+                x = torch.where(pick < 0.2, x * 1e-38, x)
+                g = torch.where(pick > 0.8, g * 2e-38, g)
+            else:
+                x = torch.where(pick < 0.01, torch.nan, torch.where(pick > 0.99, torch.inf, x))
+                g = torch.where((pick > 0.5) & (pick < 0.51), torch.nan, g)
+            weight = torch.randn(k, generator=gen).to(torch.bfloat16)
+            for memory_format in ("contiguous", "channels_last"):
+                xm = to_memory_format(x.to(torch.bfloat16), memory_format).requires_grad_()
+                w = weight.clone().requires_grad_()
+                y = eca_cuda.eca(xm, w)
+                y.backward(g.to(torch.bfloat16))
+                name = f"{tuple(shape)} {special} {memory_format}"
+                results[f"{name} y"] = y.detach()
+                results[f"{name} grad_x"] = xm.grad
+                results[f"{name} grad_weight"] = w.grad
+    return results
+
+
+def test_avx512_bf16_build_gives_avx512_bits(tmp_path):
+    if eca_cuda.build_info.cpu_capability() != "AVX512_BF16":
+        pytest.skip(f"this CPU runs {eca_cuda.build_info.cpu_capability()}")
+    saved = tmp_path / "avx512.pt"
+    script = (
+        f"import sys; sys.path.insert(0, {TESTS!r}); import torch, eca_cuda, test_cpu_capability as t;"
+        "assert eca_cuda.build_info.cpu_capability() == 'AVX512';"
+        f"torch.save(t.bfloat16_results(), {str(saved)!r})"
+    )
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx512")
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    theirs = torch.load(saved)
+    ours = bfloat16_results()
+    assert ours.keys() == theirs.keys()
+    special = 0
+    for name, a in ours.items():
+        b = theirs[name]
+        special += int((~a.isfinite()).sum() + ((a != 0) & (a.abs() < 1.1754944e-38)).sum())
+        assert torch.equal(a.view(torch.int16), b.view(torch.int16)), name
+    assert special > 0  # the fallback's values did occur

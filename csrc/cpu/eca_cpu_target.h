@@ -8,7 +8,10 @@
 // -mavx512bw -mavx512vl -mavx512dq) would.
 #pragma once
 
-#if defined(CPU_CAPABILITY_AVX512)
+#if defined(CPU_CAPABILITY_AVX512_BF16)  // the AVX512 build plus AVX512-BF16's conversions
+#pragma GCC target( \
+    "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt")
+#elif defined(CPU_CAPABILITY_AVX512)
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt")
 #elif defined(CPU_CAPABILITY_AVX2)
 #pragma GCC target("avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt")

@@ -6,6 +6,9 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <string>
+
 namespace eca_cuda::cpu {
 namespace {
 
@@ -17,9 +20,17 @@ struct Kernels {
 
 Kernels select_kernels() {
 #ifdef ECA_CPU_X86_BUILDS
-  // "AVX512" / "AVX2" / "DEFAULT"; torch lowers it when ATEN_CPU_CAPABILITY says so.
+  // torch's "AVX512" / "AVX2" / "DEFAULT"; lowered when ATEN_CPU_CAPABILITY says so.
   const std::string torch_capability = at::get_cpu_capability();
-  if (torch_capability == "AVX512") return {&AVX512::forward, &AVX512::backward, "AVX512"};
+  if (torch_capability == "AVX512") {
+    // Torch has no capability for AVX512-BF16 (its conversions are the one difference), so
+    // the CPU says; ATEN_CPU_CAPABILITY=avx512 pins the AVX512 build (tests compare the two).
+    const char* pinned = std::getenv("ATEN_CPU_CAPABILITY");
+    if (!(pinned && std::string(pinned) == "avx512") && __builtin_cpu_supports("avx512bf16")) {
+      return {&AVX512_BF16::forward, &AVX512_BF16::backward, "AVX512_BF16"};
+    }
+    return {&AVX512::forward, &AVX512::backward, "AVX512"};
+  }
   if (torch_capability == "AVX2") return {&AVX2::forward, &AVX2::backward, "AVX2"};
 #endif
   return {&DEFAULT::forward, &DEFAULT::backward, "DEFAULT"};

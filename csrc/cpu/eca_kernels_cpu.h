@@ -1,5 +1,5 @@
 // The CPU kernels, built once per instruction set (eca_kernels_cpu_impl.h compiled by
-// eca_kernels_cpu_{default,avx2,avx512}.cpp), as ATen builds its own CPU kernels.
+// eca_kernels_cpu_{default,avx2,avx512,avx512_bf16}.cpp), as ATen builds its own CPU kernels.
 #pragma once
 
 #include <string>
@@ -25,11 +25,13 @@ ECA_DECLARE_CPU_KERNELS(DEFAULT)
 #ifdef ECA_CPU_X86_BUILDS
 ECA_DECLARE_CPU_KERNELS(AVX2)
 ECA_DECLARE_CPU_KERNELS(AVX512)
+ECA_DECLARE_CPU_KERNELS(AVX512_BF16)
 #endif
 #undef ECA_DECLARE_CPU_KERNELS
 
-// The build the CPU kernels run: "AVX512", "AVX2" or "DEFAULT", the best that both this
-// extension and torch's CPU capability allow (torch honours ATEN_CPU_CAPABILITY).
+// The build the CPU kernels run: "AVX512_BF16", "AVX512", "AVX2" or "DEFAULT", the best that
+// both this extension and torch's CPU capability allow (torch honours ATEN_CPU_CAPABILITY;
+// AVX512_BF16 is the AVX512 build on a CPU with AVX512-BF16, unless ATEN_CPU_CAPABILITY=avx512).
 std::string capability();
 
 }  // namespace eca_cuda::cpu
