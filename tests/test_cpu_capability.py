@@ -43,7 +43,6 @@ def test_lower_builds_match_reference(capability):
     if ORDER.index(capability) >= ORDER.index(eca_cuda.build_info.cpu_capability()):
         pytest.skip(f"this CPU runs {eca_cuda.build_info.cpu_capability()} already")
     env = dict(os.environ, ATEN_CPU_CAPABILITY=capability.lower())
-    tests = TESTS
     check = subprocess.run(
         [sys.executable, "-c", "import eca_cuda; print(eca_cuda.build_info.cpu_capability())"],
         env=env,
@@ -61,13 +60,13 @@ def test_lower_builds_match_reference(capability):
             "-x",
             "-p",
             "no:cacheprovider",
-            os.path.join(tests, "test_ops.py"),
-            os.path.join(tests, "test_layouts.py"),  # every layout gives the same bits
+            os.path.join(TESTS, "test_ops.py"),
+            os.path.join(TESTS, "test_layouts.py"),  # every layout gives the same bits
             "-k",
             "cpu or tiled or bitwise or layouts",
         ],
         env=env,
-        cwd=os.path.dirname(tests),
+        cwd=os.path.dirname(TESTS),
         capture_output=True,
         text=True,
     )
