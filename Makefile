@@ -15,7 +15,7 @@ CXX_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h')
 # Keep freed buffers mapped so CPU timings measure the op, not page faults (ENVIRONMENT.md).
 BENCH_ENV := GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184 TORCHINDUCTOR_COMPILE_THREADS=1
 
-.PHONY: install test demo bench digits lint format clean
+.PHONY: install test demo bench floor digits lint format clean
 
 install: $(BUILD_STAMP)
 
@@ -41,6 +41,10 @@ demo: bench digits
 
 bench: install
 	$(BENCH_ENV) $(PY) benchmarks/bench_eca.py $(if $(FULL),--full)
+
+# The least time any op timed as bench_eca.py times eca_cuda can take (CPU, N = 8 layers).
+floor: install
+	$(BENCH_ENV) $(PY) benchmarks/bench_floor.py
 
 digits: install
 	$(PY) examples/train_digits.py $(if $(FULL),--epochs 30)

@@ -110,9 +110,9 @@ def layer_shapes(model: str) -> list[tuple[int, int, int, int]]:
     return shapes
 
 
-def make_step(provider: str, mode: str, x: torch.Tensor, weight: torch.Tensor, compiled_fn):
-    """A zero-argument callable doing one forward (no grad) or forward+backward."""
-    fn = {"eca_cuda": eca_cuda.eca, "reference": reference.eca, "compiled": compiled_fn}[provider]
+def make_step(fn, mode: str, x: torch.Tensor, weight: torch.Tensor):
+    """A zero-argument callable doing one ``fn(x, weight)`` forward (no grad), one backward of
+    its retained graph, or forward+backward (``mode``)."""
     if mode == "forward":
 
         def forward():
@@ -166,21 +166,27 @@ def quantiles(values: list[float]) -> tuple[float, float, float]:
     return q[1], statistics.median(values), q[7]
 
 
-def run_case(case: Case, device: str, compiled_fn, rounds: int, min_run_time: float) -> list[dict]:
+def case_inputs(case: Case, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` (N, C, H, W) in the case's dtype and memory format, and ``weight`` (k,); seeded."""
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(case.N, case.C, case.H, case.W, generator=gen).to(device, case.dtype)
     if case.memory_format == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
-    weight = torch.randn(case.k, generator=gen).to(device, case.dtype)
+    return x, torch.randn(case.k, generator=gen).to(device, case.dtype)
+
+
+def run_case(case: Case, device: str, compiled_fn, rounds: int, min_run_time: float) -> list[dict]:
+    x, weight = case_inputs(case, device)
     copy_out = torch.empty_like(x)
     add_g, add_out = torch.randn_like(x), torch.empty_like(x)
     steps = {
         ("copy", "roofline"): lambda: copy_out.copy_(x),
         ("add", "roofline"): lambda: torch.add(add_g, x, out=add_out),
     }
+    fns = {"eca_cuda": eca_cuda.eca, "reference": reference.eca, "compiled": compiled_fn}
     for mode in MODES:
         for provider in PROVIDERS:
-            steps[(provider, mode)] = make_step(provider, mode, x, weight, compiled_fn)
+            steps[(provider, mode)] = make_step(fns[provider], mode, x, weight)
     times = time_rounds(steps, device, rounds, min_run_time)
 
     x_bytes = x.numel() * x.element_size()
