@@ -278,6 +278,42 @@ def geomean(values):
     return statistics.geometric_mean(values) if values else float("nan")
 
 
+def add_timing_args(parser: argparse.ArgumentParser) -> None:
+    """--rounds, --min-run-time and --out-dir, shared by the benchmark scripts."""
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per case")
+    parser.add_argument(
+        "--min-run-time", type=float, default=0.1, help="seconds per blocked_autorange call"
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=HERE.parent / "build" / "bench",
+        help="where CSV/Markdown go",
+    )
+
+
+def write_results(
+    base: Path, title: str, meta: dict, rows: list[dict], sections: dict, argv
+) -> None:
+    """``rows`` as ``base.csv``; ``base.md``: the title, ``meta``, the command, then each
+    section (heading -> Markdown lines)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{base}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(f"{base}.md", "w") as f:
+        f.write(f"# {title}\n\n")
+        f.write("".join(f"- {k}: {v}\n" for k, v in meta.items()))
+        f.write(f"- command: `{' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}`\n")
+        f.write(
+            "".join(
+                f"\n## {head}\n\n" + "\n".join(lines) + "\n" for head, lines in sections.items()
+            )
+        )
+    print(f"\nwrote {base}.csv and {base}.md")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -290,16 +326,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--model", help="only this model's rows of eca_layer_shapes.csv")
     parser.add_argument("--batch", type=int, nargs="+", help="only these batch sizes N")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per case")
-    parser.add_argument(
-        "--min-run-time", type=float, default=0.1, help="seconds per blocked_autorange call"
-    )
-    parser.add_argument(
-        "--out-dir",
-        type=Path,
-        default=HERE.parent / "build" / "bench",
-        help="where CSV/Markdown go",
-    )
+    add_timing_args(parser)
     args = parser.parse_args(argv)
 
     device = args.device
@@ -361,19 +388,14 @@ def main(argv=None) -> int:
     )
     print("\n".join(summary))
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    base = args.out_dir / f"eca_{device}"
-    with open(f"{base}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    with open(f"{base}.md", "w") as f:
-        f.write(f"# eca_cuda benchmark: {models}\n\n")
-        f.write("".join(f"- {k}: {v}\n" for k, v in meta.items()))
-        f.write(f"- command: `{' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}`\n\n")
-        f.write("## Geometric means of eca_cuda (p50 ratios)\n\n" + "\n".join(summary) + "\n\n")
-        f.write("## All cases (p50)\n\n" + "\n".join(table) + "\n")
-    print(f"\nwrote {base}.csv and {base}.md")
+    write_results(
+        args.out_dir / f"eca_{device}",
+        f"eca_cuda benchmark: {models}",
+        meta,
+        rows,
+        {"Geometric means of eca_cuda (p50 ratios)": summary, "All cases (p50)": table},
+        argv,
+    )
     return 0
 
 

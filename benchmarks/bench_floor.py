@@ -22,11 +22,9 @@ interleaved in rounds, p50 of the blocks, as ``bench_eca.py``. Prints a table an
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
 import statistics
-import sys
 from pathlib import Path
 
 import torch
@@ -34,6 +32,7 @@ from bench_eca import (
     MOBILENETV2,
     RESNET50,
     Case,
+    add_timing_args,
     case_inputs,
     device_name,
     geomean,
@@ -41,6 +40,7 @@ from bench_eca import (
     layer_shapes,
     make_step,
     time_rounds,
+    write_results,
 )
 
 import eca_cuda
@@ -120,16 +120,7 @@ def tables(rows: list[dict]) -> tuple[list[str], list[str]]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per case")
-    parser.add_argument(
-        "--min-run-time", type=float, default=0.1, help="seconds per blocked_autorange call"
-    )
-    parser.add_argument(
-        "--out-dir",
-        type=Path,
-        default=HERE.parent / "build" / "bench",
-        help="where CSV/Markdown go",
-    )
+    add_timing_args(parser)
     args = parser.parse_args(argv)
 
     cases = [
@@ -165,19 +156,14 @@ def main(argv=None) -> int:
     summary, table = tables(rows)
     print("\n" + "\n".join(table) + "\n\nGeometric means (p50 ratios):\n" + "\n".join(summary))
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    base = args.out_dir / "floor_cpu"
-    with open(f"{base}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    with open(f"{base}.md", "w") as f:
-        f.write("# eca_cuda floor benchmark: N = 8 layers\n\n")
-        f.write("".join(f"- {k}: {v}\n" for k, v in meta.items()))
-        f.write(f"- command: `{' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}`\n\n")
-        f.write("## Geometric means (p50 ratios)\n\n" + "\n".join(summary) + "\n\n")
-        f.write("## All cases (p50)\n\n" + "\n".join(table) + "\n")
-    print(f"\nwrote {base}.csv and {base}.md")
+    write_results(
+        args.out_dir / "floor_cpu",
+        "eca_cuda floor benchmark: N = 8 layers",
+        meta,
+        rows,
+        {"Geometric means (p50 ratios)": summary, "All cases (p50)": table},
+        argv,
+    )
     return 0
 
 
