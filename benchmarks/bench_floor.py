@@ -11,7 +11,8 @@ The floor is ``x.clone()`` timed the same ways (``bench_eca.make_step``): its fo
 ``x.grad`` (one copy, as the caller holds ``g``). Any ECA layer does at least that: it reads
 ``x`` (and ``g``) and writes a tensor of ``x``'s size, through the same entry points. So
 floor / roofline is a lower bound on the x roofline any kernel reaches in ``bench_eca.py``
-on this machine, and eca_cuda / floor is what is left to its kernels.
+on this machine, and eca_cuda / floor is what is left to its kernels. The operators are also
+timed called directly (``eca_cuda.ops``, no autograd): bare calls, as the rooflines are.
 
 Cases: the N = 8 layers of the CPU benchmark (ECA-ResNet-50, ECA-MobileNetV2; the issue-4
 roofline targets), float32 and bfloat16, contiguous and channels_last; steps of a case
@@ -44,6 +45,7 @@ from bench_eca import (
 )
 
 import eca_cuda
+from eca_cuda import ops
 
 HERE = Path(__file__).resolve().parent
 MODES = {"forward": "copy", "backward": "add"}  # mode -> its roofline in bench_eca.py
@@ -51,7 +53,7 @@ PROVIDERS = {"clone floor": lambda x, weight: x.clone(), "eca_cuda": eca_cuda.ec
 
 
 def run_case(case: Case, rounds: int, min_run_time: float) -> list[dict]:
-    """One row per mode: roofline, floor and eca_cuda p50 times (ms) and their ratios."""
+    """One row per mode: roofline, floor, eca_cuda and operator p50 times (ms), and ratios."""
     x, weight = case_inputs(case, "cpu")
     copy_out, add_g, add_out = torch.empty_like(x), torch.randn_like(x), torch.empty_like(x)
     steps = {
@@ -61,6 +63,9 @@ def run_case(case: Case, rounds: int, min_run_time: float) -> list[dict]:
     for mode in MODES:
         for provider, fn in PROVIDERS.items():
             steps[(provider, mode)] = make_step(fn, mode, x, weight)
+    _, pooled, gate = ops.eca_forward(x, weight)
+    steps[("operator", "forward")] = lambda: ops.eca_forward(x, weight)
+    steps[("operator", "backward")] = lambda: ops.eca_backward(add_g, x, weight, pooled, gate)
     p50 = {
         name: statistics.median(t) * 1e3
         for name, t in time_rounds(steps, "cpu", rounds, min_run_time).items()
@@ -82,6 +87,8 @@ def run_case(case: Case, rounds: int, min_run_time: float) -> list[dict]:
                 "floor_x_roofline": floor / p50[roofline],
                 "eca_cuda_x_roofline": ours / p50[roofline],
                 "eca_cuda_x_floor": ours / floor,
+                "operator_ms": p50[("operator", mode)],
+                "operator_x_roofline": p50[("operator", mode)] / p50[roofline],
             }
         )
     return rows
@@ -90,8 +97,9 @@ def run_case(case: Case, rounds: int, min_run_time: float) -> list[dict]:
 def tables(rows: list[dict]) -> tuple[list[str], list[str]]:
     """(geometric means per dtype x format x mode, all cases) as Markdown lines."""
     summary = [
-        "| dtype | format | mode | floor x roofline | eca_cuda x roofline | eca_cuda x floor |",
-        "|" + "---|" * 6,
+        "| dtype | format | mode | floor x roofline | eca_cuda x roofline | eca_cuda x floor "
+        "| operator x roofline |",
+        "|" + "---|" * 7,
     ]
     groups = {}
     for r in rows:
@@ -99,21 +107,28 @@ def tables(rows: list[dict]) -> tuple[list[str], list[str]]:
     for (dtype, fmt, mode), group in groups.items():
         means = [
             geomean(r[key] for r in group)
-            for key in ("floor_x_roofline", "eca_cuda_x_roofline", "eca_cuda_x_floor")
+            for key in (
+                "floor_x_roofline",
+                "eca_cuda_x_roofline",
+                "eca_cuda_x_floor",
+                "operator_x_roofline",
+            )
         ]
         summary.append(
             f"| {dtype} | {fmt} | {mode} | " + " | ".join(f"{m:.2f}" for m in means) + " |"
         )
     cases = [
         "| shape | k | dtype | format | mode | roofline | roofline ms | floor ms | eca_cuda ms "
-        "| floor x roofline | eca_cuda x roofline | eca_cuda x floor |",
-        "|" + "---|" * 12,
+        "| floor x roofline | eca_cuda x roofline | eca_cuda x floor | operator ms "
+        "| operator x roofline |",
+        "|" + "---|" * 14,
     ]
     for r in rows:
         cases.append(
             f"| {r['shape']} | {r['k']} | {r['dtype']} | {r['memory_format']} | {r['mode']} "
             f"| {r['roofline']} | {r['roofline_ms']:.4f} | {r['floor_ms']:.4f} | {r['eca_cuda_ms']:.4f} "
-            f"| {r['floor_x_roofline']:.2f} | {r['eca_cuda_x_roofline']:.2f} | {r['eca_cuda_x_floor']:.2f} |"
+            f"| {r['floor_x_roofline']:.2f} | {r['eca_cuda_x_roofline']:.2f} | {r['eca_cuda_x_floor']:.2f} "
+            f"| {r['operator_ms']:.4f} | {r['operator_x_roofline']:.2f} |"
         )
     return summary, cases
 
