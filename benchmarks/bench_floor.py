@@ -26,7 +26,6 @@ import argparse
 import datetime
 import os
 import statistics
-from pathlib import Path
 
 import torch
 from bench_eca import (
@@ -47,7 +46,6 @@ from bench_eca import (
 import eca_cuda
 from eca_cuda import ops
 
-HERE = Path(__file__).resolve().parent
 MODES = {"forward": "copy", "backward": "add"}  # mode -> its roofline in bench_eca.py
 PROVIDERS = {"clone floor": lambda x, weight: x.clone(), "eca_cuda": eca_cuda.eca}
 
