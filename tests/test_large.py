@@ -1,6 +1,8 @@
 """More than 2^31 elements: float16 x of shape (1, 2, 2^30 + 3), so element offsets pass 2^31
 in channel 1 and each channel mean is over 2^30 + 3 values; checked against closed-form
-means, gates and gradients. Needs about 9 GiB free (host or GPU); skipped when less is free."""
+means, gates and gradients. Needs about 9 GiB free (host or GPU); skipped when less is free.
+And more than 2^31 rows (N * C): x of shape (1, 2^31 + 6, 1), which needs 56 GiB free on the
+host or 48 GiB on the GPU; the same check runs on 1000 rows everywhere."""
 
 import math
 import os
@@ -111,3 +113,80 @@ def test_more_than_2_31_elements(device):
             [value(c, pos) * gate_ref[c] + dp[c] / L for pos in positions], dtype=torch.float64
         )
         torch.testing.assert_close(got, want, rtol=1e-3, atol=0)
+
+
+ROWS = (1 << 31) + 6  # channels of one sample, L = 1: N * C rows past 2^31
+ROWS_NEEDED_BYTES = {"cpu": 56 << 30, "cuda": 48 << 30}
+
+
+def row_value(c):
+    """x[0, c, 0] = pooled[c]: 1 + (c % 7) / 8 (exact in float16)."""
+    return 1.0 + (c % 7) / 8
+
+
+def check_rows(device, rows, grad_at):
+    """x of shape (1, rows, 1), grad_y zero except 2.0 at the channels `grad_at`, so that the
+    weight gradient is a sum of a few exact terms whatever the order of the zeros; means, gates,
+    y, grad_x and grad_weight are checked against closed forms in float64."""
+    x = torch.empty(1, rows, 1, dtype=torch.float16, device=device)
+    periods = rows // 7
+    pattern = torch.tensor([row_value(c) for c in range(7)], dtype=torch.float16, device=device)
+    x[0, : 7 * periods, 0].view(periods, 7).copy_(pattern)
+    for c in range(7 * periods, rows):
+        x[0, c, 0] = row_value(c)
+    weight = torch.tensor(WEIGHT, device=device)
+
+    def gate(c):
+        z = sum(w * row_value(c + j - 1) for j, w in enumerate(WEIGHT) if 0 <= c + j - 1 < rows)
+        return 1 / (1 + math.exp(-z))
+
+    y, pooled, gates = eca_cuda.ops.eca_forward(x, weight, "zeros")
+    near = {c + d for c in grad_at for d in (-1, 0, 1)}
+    checked = sorted({0, 1, rows // 2, *(c for c in near if 0 <= c < rows)})
+    index = torch.tensor(checked, device=device)
+    values = torch.tensor([row_value(c) for c in checked], dtype=torch.float64)
+    want_gate = torch.tensor([gate(c) for c in checked], dtype=torch.float64)
+    torch.testing.assert_close(pooled[0, index].cpu().double(), values, rtol=0, atol=0)
+    torch.testing.assert_close(gates[0, index].cpu().double(), want_gate, rtol=1e-6, atol=0)
+    got_y = y[0, index, 0].cpu().double()
+    torch.testing.assert_close(got_y, values * want_gate, rtol=1e-3, atol=0)
+    del y
+
+    grad_y = torch.zeros_like(x)
+    grad_y[0, torch.tensor(grad_at, device=device), 0] = 2.0
+    grad_x, grad_weight = eca_cuda.ops.eca_backward(grad_y, x, weight, pooled, gates, "zeros")
+    # L = 1: t = g x, dz = t s (1 - s), dp[c] = sum_j w[j] dz[c + 1 - j], grad_x = g s + dp.
+    dz = {c: 2.0 * row_value(c) * gate(c) * (1 - gate(c)) for c in grad_at}
+    dw = [
+        sum(d * row_value(c + j - 1) for c, d in dz.items() if 0 <= c + j - 1 < rows)
+        for j in range(3)
+    ]
+    torch.testing.assert_close(
+        grad_weight.cpu().double(), torch.tensor(dw, dtype=torch.float64), rtol=1e-5, atol=0
+    )
+    want_grad_x = [
+        (2.0 * gate(c) if c in dz else 0.0)
+        + sum(w * dz.get(c + 1 - j, 0.0) for j, w in enumerate(WEIGHT))
+        for c in checked
+    ]
+    torch.testing.assert_close(
+        grad_x[0, index, 0].cpu().double(),
+        torch.tensor(want_grad_x, dtype=torch.float64),
+        rtol=1e-3,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_rows_closed_form(device):
+    """check_rows at a small size, so its closed forms are checked wherever the suite runs."""
+    check_rows(device, 1000, (0, 5, 500, 999))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", DEVICES)
+def test_more_than_2_31_rows(device):
+    """(1, 2^31 + 6, 1): every row index, and any grid over the rows, passes 2^31."""
+    if free_bytes(device) < ROWS_NEEDED_BYTES[device]:
+        pytest.skip(f"needs {ROWS_NEEDED_BYTES[device] >> 30} GiB free on {device}")
+    check_rows(device, ROWS, (5, (1 << 31) - 1, 1 << 31, ROWS - 1))

@@ -1,7 +1,8 @@
 // CUDA kernels for eca_forward / eca_backward. Same stages as the CPU file (channel
 // reductions, (N, C) gate math from eca_math.h, one elementwise pass); no (N, C, L)
-// temporary, no floating-point atomics: every sum is reduced in a fixed order, so
-// results are bitwise reproducible run to run.
+// temporary, no floating-point atomics: every sum is reduced in a fixed order, so results
+// are bitwise reproducible run to run, and the spatial sums follow one order for both
+// layouts (see kSlots), so contiguous and channels_last inputs give the same bits.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "../eca_host.h"
+#include "eca_reduce.cuh"
 
 namespace eca_cuda {
 
@@ -33,68 +35,32 @@ std::vector<int64_t> compiled_cuda_archs() {
 namespace {
 
 constexpr int kThreads = 256;
-// Channels-last reduction tile: 32 channels (one warp, coalesced) x 8 rows of L.
-constexpr int kTileC = 32;
-constexpr int kTileL = 8;
+// Blocks per launch: enough to fill any current GPU; grid-stride loops cover the rest, so no
+// grid size overflows gridDim.x however large N * C * L is.
+constexpr int64_t kMaxBlocks = 65535 * 8;
 
-// out[r] = scale * sum_l a[r, l] (* b[r, l]) for rows r = n * C + c of a (N, C, L) tensor.
-template <typename scalar_t, typename acc_t, bool kProduct>
-__global__ void reduce_rows_kernel(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b,
-                                   int64_t L, acc_t scale, acc_t* __restrict__ out) {
-  using BlockReduce = cub::BlockReduce<acc_t, kThreads>;
-  __shared__ typename BlockReduce::TempStorage temp;
-  const int64_t row = blockIdx.x;
-  const scalar_t* ar = a + row * L;
-  const scalar_t* br = kProduct ? b + row * L : nullptr;
-  acc_t sum = acc_t(0);
-  for (int64_t l = threadIdx.x; l < L; l += kThreads) {
-    sum += kProduct ? acc_t(ar[l]) * acc_t(br[l]) : acc_t(ar[l]);
-  }
-  sum = BlockReduce(temp).Sum(sum);
-  if (threadIdx.x == 0) out[row] = sum * scale;
-}
-
-// Same sums for (N, L, C) tensors: block (kTileC, kTileL) owns 32 channels of one sample.
-template <typename scalar_t, typename acc_t, bool kProduct>
-__global__ void reduce_columns_kernel(const scalar_t* __restrict__ a,
-                                      const scalar_t* __restrict__ b, int64_t C, int64_t L,
-                                      acc_t scale, acc_t* __restrict__ out) {
-  __shared__ acc_t partial[kTileL][kTileC];
-  const int64_t tiles = (C + kTileC - 1) / kTileC;
-  const int64_t n = blockIdx.x / tiles;
-  const int64_t c = (blockIdx.x % tiles) * kTileC + threadIdx.x;
-  acc_t sum = acc_t(0);
-  if (c < C) {
-    for (int64_t l = threadIdx.y; l < L; l += kTileL) {
-      const int64_t i = (n * L + l) * C + c;
-      sum += kProduct ? acc_t(a[i]) * acc_t(b[i]) : acc_t(a[i]);
-    }
-  }
-  partial[threadIdx.y][threadIdx.x] = sum;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < C) {
-    acc_t total = acc_t(0);
-    for (int i = 0; i < kTileL; ++i) total += partial[i][threadIdx.x];
-    out[n * C + c] = total * scale;
-  }
+// f(i) for i in [0, n), grid-stride, 64-bit indices: any n fits a grid of grid_for(n).
+template <typename F>
+__device__ __forceinline__ void for_each_index(int64_t n, const F& f) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) f(i);
 }
 
 template <typename acc_t>
 __global__ void gate_kernel(const acc_t* __restrict__ pooled, const acc_t* __restrict__ w,
                             int64_t NC, int64_t C, int64_t k, PaddingMode mode,
                             acc_t* __restrict__ gate) {
-  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r >= NC) return;
-  const int64_t n = r / C, c = r % C;
-  gate[r] = sigmoid(channel_conv(pooled + n * C, w, k, c, C, mode));
+  for_each_index(NC, [&](int64_t r) {
+    const int64_t n = r / C, c = r % C;
+    gate[r] = sigmoid(channel_conv(pooled + n * C, w, k, c, C, mode));
+  });
 }
 
 // dz = t * s * (1 - s), in place over t.
 template <typename acc_t>
 __global__ void gate_input_grad_kernel(acc_t* __restrict__ t_to_dz, const acc_t* __restrict__ gate,
                                        int64_t NC) {
-  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r < NC) t_to_dz[r] = gate_input_grad(t_to_dz[r], gate[r]);
+  for_each_index(NC, [&](int64_t r) { t_to_dz[r] = gate_input_grad(t_to_dz[r], gate[r]); });
 }
 
 // shift = dp / L, the per-channel term of grad_x.
@@ -102,23 +68,22 @@ template <typename acc_t>
 __global__ void pooled_grad_kernel(const acc_t* __restrict__ dz, const acc_t* __restrict__ w,
                                    int64_t NC, int64_t C, int64_t k, int64_t L, PaddingMode mode,
                                    acc_t* __restrict__ shift) {
-  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r >= NC) return;
-  const int64_t n = r / C, c = r % C;
-  shift[r] = channel_conv_transposed(dz + n * C, w, k, c, C, mode) / acc_t(L);
+  for_each_index(NC, [&](int64_t r) {
+    const int64_t n = r / C, c = r % C;
+    shift[r] = channel_conv_transposed(dz + n * C, w, k, c, C, mode) / acc_t(L);
+  });
 }
 
-// out = in * scale[n, c] (+ shift[n, c]); grid-stride over all elements, 64-bit indices.
+// out = in * scale[n, c] (+ shift[n, c]) over all elements.
 template <typename scalar_t, typename acc_t, bool kChannelsLast>
 __global__ void scale_shift_kernel(const scalar_t* __restrict__ in, const acc_t* __restrict__ scale,
                                    const acc_t* __restrict__ shift, int64_t numel, int64_t C,
                                    int64_t L, scalar_t* __restrict__ out) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < numel; i += stride) {
+  for_each_index(numel, [&](int64_t i) {
     const int64_t r = kChannelsLast ? (i / (L * C)) * C + i % C : i / L;
-    const acc_t v = acc_t(in[i]) * scale[r];
-    out[i] = scalar_t(shift ? v + shift[r] : v);
-  }
+    const acc_t v = acc_t(in[i]);
+    out[i] = scalar_t(shift ? fma(v, scale[r], shift[r]) : v * scale[r]);
+  });
 }
 
 // dw[j] = sum_{n, c} dz[n, c] p[n, c + j - pad]: one block per tap, fixed-order block sum.
@@ -138,31 +103,34 @@ __global__ void weight_grad_kernel(const acc_t* __restrict__ dz, const acc_t* __
   if (threadIdx.x == 0) grad_w[j] = sum;
 }
 
-unsigned blocks_for(int64_t n) {
-  return static_cast<unsigned>((n + kThreads - 1) / kThreads);
+// Blocks for `items` work items of `per_block` each, at most kMaxBlocks (the kernels loop).
+unsigned grid_for(int64_t items, int64_t per_block = kThreads) {
+  return static_cast<unsigned>(std::min((items + per_block - 1) / per_block, kMaxBlocks));
 }
 
 template <typename scalar_t, typename acc_t>
 void launch_reduce(const scalar_t* a, const scalar_t* b, int64_t N, int64_t C, int64_t L,
                    Layout layout, acc_t scale, acc_t* out, cudaStream_t stream) {
   if (layout == Layout::ChannelsFirst) {
-    const auto grid = static_cast<unsigned>(N * C);
+    const unsigned grid = grid_for(N * C, kRowsPerBlock);
+    const dim3 block(kSlots, kRowsPerBlock);
     if (b) {
-      reduce_rows_kernel<scalar_t, acc_t, true><<<grid, kThreads, 0, stream>>>(a, b, L, scale, out);
+      reduce_rows_kernel<scalar_t, acc_t, true>
+          <<<grid, block, 0, stream>>>(a, b, N * C, L, scale, out);
     } else {
       reduce_rows_kernel<scalar_t, acc_t, false>
-          <<<grid, kThreads, 0, stream>>>(a, b, L, scale, out);
+          <<<grid, block, 0, stream>>>(a, b, N * C, L, scale, out);
     }
   } else {
     // 1-D grid over (n, channel tile): gridDim.y would cap N at 65535.
-    const auto grid = static_cast<unsigned>(N * ((C + kTileC - 1) / kTileC));
+    const unsigned grid = grid_for(N * ((C + kTileC - 1) / kTileC), 1);
     const dim3 block(kTileC, kTileL);
     if (b) {
       reduce_columns_kernel<scalar_t, acc_t, true>
-          <<<grid, block, 0, stream>>>(a, b, C, L, scale, out);
+          <<<grid, block, 0, stream>>>(a, b, N, C, L, scale, out);
     } else {
       reduce_columns_kernel<scalar_t, acc_t, false>
-          <<<grid, block, 0, stream>>>(a, b, C, L, scale, out);
+          <<<grid, block, 0, stream>>>(a, b, N, C, L, scale, out);
     }
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -173,8 +141,7 @@ void launch_scale_shift(const scalar_t* in, const acc_t* scale, const acc_t* shi
                         int64_t C, int64_t L, Layout layout, scalar_t* out, cudaStream_t stream) {
   const int64_t numel = N * C * L;
   if (numel == 0) return;
-  // Enough blocks to fill any current GPU; the grid-stride loop covers the rest.
-  const unsigned grid = std::min<unsigned>(blocks_for(numel), 65535u * 8u);
+  const unsigned grid = grid_for(numel);
   if (layout == Layout::ChannelsLast) {
     scale_shift_kernel<scalar_t, acc_t, true>
         <<<grid, kThreads, 0, stream>>>(in, scale, shift, numel, C, L, out);
@@ -196,7 +163,7 @@ void forward_typed(const ForwardProblem& p) {
 
   launch_reduce<scalar_t, acc_t>(x, nullptr, N, C, L, p.layout, acc_t(1) / acc_t(L), pooled,
                                  stream);
-  gate_kernel<acc_t><<<blocks_for(NC), kThreads, 0, stream>>>(
+  gate_kernel<acc_t><<<grid_for(NC), kThreads, 0, stream>>>(
       pooled, p.weight.const_data_ptr<acc_t>(), NC, C, p.k, p.mode, gate);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   launch_scale_shift<scalar_t, acc_t>(x, gate, nullptr, N, C, L, p.layout,
@@ -218,10 +185,10 @@ void backward_typed(const BackwardProblem& p) {
 
   launch_reduce<scalar_t, acc_t>(g, p.x.const_data_ptr<scalar_t>(), N, C, L, p.layout, acc_t(1), dz,
                                  stream);  // dz holds t
-  gate_input_grad_kernel<acc_t><<<blocks_for(NC), kThreads, 0, stream>>>(dz, gate, NC);
+  gate_input_grad_kernel<acc_t><<<grid_for(NC), kThreads, 0, stream>>>(dz, gate, NC);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   pooled_grad_kernel<acc_t>
-      <<<blocks_for(NC), kThreads, 0, stream>>>(dz, w, NC, C, p.k, L, p.mode, shift);
+      <<<grid_for(NC), kThreads, 0, stream>>>(dz, w, NC, C, p.k, L, p.mode, shift);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   launch_scale_shift<scalar_t, acc_t>(g, gate, shift, N, C, L, p.layout,
                                       p.grad_x.mutable_data_ptr<scalar_t>(), stream);
