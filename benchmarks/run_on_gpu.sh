@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # For a lent H100/H200 (device tool): build against that machine's torch, then run the
 # stages asked for, writing logs and results to $OUT (default build/gpu). One device call
-# is capped at 10 minutes, so run `test sanitize` in one call and `bench` in another:
-#   bash benchmarks/run_on_gpu.sh test sanitize
+# is capped at 10 minutes, and `test` includes the 2^31-row tests (host and GPU), so run
+# each stage in its own call:
+#   bash benchmarks/run_on_gpu.sh test
+#   bash benchmarks/run_on_gpu.sh sanitize
 #   bash benchmarks/run_on_gpu.sh bench
 # Stages: test (full pytest suite, CUDA cases included), sanitize (compute-sanitizer
 # memcheck/racecheck/initcheck/synccheck on the float32 CUDA op tests), bench (full sweep).
