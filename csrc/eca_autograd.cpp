@@ -4,6 +4,7 @@
 // apply, and the engine calling back into Python), most of a small layer's step on CPU. Being
 // the operator's own autograd, it also goes wherever the operator goes: torch.compile and
 // torch.export trace eca_forward and eca_backward as before.
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 #include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/library.h>
@@ -11,13 +12,34 @@
 #include <string>
 #include <tuple>
 
-#include "eca_op_handles.h"
-
 namespace eca_cuda {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+
+using ForwardSchema = std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&,
+                                                                     const at::Tensor&,
+                                                                     c10::string_view);
+using BackwardSchema = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                          const at::Tensor&, const at::Tensor&,
+                                                          const at::Tensor&, c10::string_view);
+
+// Typed handles of the two operators (the schemas TORCH_LIBRARY defines in eca_ops.cpp),
+// looked up once: the library is registered by the time a kernel runs.
+const c10::TypedOperatorHandle<ForwardSchema>& forward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("eca_cuda::eca_forward", "")
+                             .typed<ForwardSchema>();
+  return op;
+}
+
+const c10::TypedOperatorHandle<BackwardSchema>& backward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("eca_cuda::eca_backward", "")
+                             .typed<BackwardSchema>();
+  return op;
+}
 
 // eca_forward's kernels below autograd (CPU, CUDA, or the fake kernel under tracing).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_below_autograd(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch.overrides import has_torch_function
 
-from . import _C, ops
+from . import ops  # noqa: F401  (importing it loads the operators)
 
 
 def eca(x: torch.Tensor, weight: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
@@ -25,20 +24,16 @@ def eca(x: torch.Tensor, weight: torch.Tensor, padding_mode: str = "zeros") -> t
     Returns:
         ``y``: shape, dtype and memory format of ``x``. Differentiable w.r.t. ``x`` and
         ``weight`` through a fused backward (the operator's C++ autograd kernel); a double
-        backward raises.
+        backward raises. Works under ``torch.compile(fullgraph=True)``, ``torch.export`` and
+        ``torch.jit.script`` (the same operator call in each).
 
     Raises:
         ValueError: rank < 3, non-floating ``x``, even ``k``, bad weight shape or dtype,
             unknown ``padding_mode``.
         RuntimeError: ``weight`` on another device than ``x``.
     """
-    # The operator's autograd is in C++ (csrc/eca_autograd.cpp): the Python ECAFunction costs
-    # tens of microseconds more per forward+backward. Eager calls enter the same operator
-    # through _C.forward_y (csrc/eca_python.cpp), about 2 us less than the boxed torch.ops
-    # call; torch.compile and __torch_function__ overrides (FX proxies, tensor subclasses,
-    # torch function modes) take torch.ops, which they understand.
-    if not (torch.compiler.is_compiling() or has_torch_function((x, weight))):
-        y = _C.forward_y(x, weight, padding_mode)
-        if y is not NotImplemented:  # arguments of other types: the schema's error below
-            return y
-    return ops.eca_forward(x, weight, padding_mode)[0]
+    # The one way into the operator, from eager code, torch.compile, torch.export and
+    # TorchScript alike: the dispatcher runs its autograd kernel (csrc/eca_autograd.cpp), then
+    # the device's kernel. (A direct C++ entry that skipped the boxed call saved about 1.5 us
+    # per call, too little to show in a model's step time; docs/cpu-kernels.md.)
+    return torch.ops.eca_cuda.eca_forward(x, weight, padding_mode)[0]
