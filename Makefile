@@ -1,6 +1,7 @@
 # Fresh machine, two commands:  `make demo` (benchmark + digits training)  and  `make test`.
-# Both create .venv, install requirements.txt (torch included), and build the extension
-# from source against that torch; later runs rebuild only when csrc/ or setup.py change.
+# Both create .venv, install the build requirements (torch included), then the package from
+# source with its extras (pyproject.toml), built against that torch; later runs rebuild only
+# when csrc/, setup.py or pyproject.toml change.
 #   make demo FULL=1            full benchmark sweep and longer training
 #   make test PYTEST_ARGS=-x    extra pytest arguments
 #   ECA_CUDA_WITH_CUDA=1|0      require / skip the CUDA kernels (default: build when possible)
@@ -9,27 +10,33 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-DEPS_STAMP := $(VENV)/.requirements-installed
+DEPS_STAMP := $(VENV)/.build-requirements-installed
+# pyproject.toml's [build-system] requires (tests/test_build.py checks they agree): with
+# --no-build-isolation pip builds against what is installed, so they go in first.
+BUILD_REQUIRES := "setuptools>=64" wheel ninja "torch>=2.4"
 BUILD_STAMP := $(VENV)/.eca_cuda-built
 CXX_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h')
 LINT_CXX := $(CXX_SOURCES) tests/cuda_reduce_emulation.cpp
-# Keep freed buffers mapped so CPU timings measure the op, not page faults (ENVIRONMENT.md).
+# Keep freed buffers mapped, so that CPU timings measure the op, not page faults
+# (benchmarks/README.md); background compile workers would take both cores.
 BENCH_ENV := GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184 TORCHINDUCTOR_COMPILE_THREADS=1
 
-.PHONY: install test demo bench floor digits lint format clean
+.PHONY: install test demo bench digits lint format clean
 
 install: $(BUILD_STAMP)
 
-$(DEPS_STAMP): requirements.txt
+$(DEPS_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet $(BUILD_REQUIRES)
 	touch $@
 
-$(BUILD_STAMP): $(DEPS_STAMP) setup.py $(CXX_SOURCES)
+# The extras: test (pytest, timm, ONNX), demo (benchmark tables and plot, digits), dev (both,
+# and the linters).
+$(BUILD_STAMP): $(DEPS_STAMP) setup.py pyproject.toml $(CXX_SOURCES)
 	@mkdir -p build
-	@echo "Building eca_cuda (log: build/install.log) ..."
-	@$(PIP) install --no-build-isolation -v -e . > build/install.log 2>&1 || { tail -n 80 build/install.log; exit 1; }
+	@echo "Building eca_cuda and installing its extras (log: build/install.log) ..."
+	@$(PIP) install --no-build-isolation -v -e ".[dev]" > build/install.log 2>&1 || { tail -n 80 build/install.log; exit 1; }
 	@# The decisions, each compile step and the link line, as proof of what was built.
 	@grep -E '\[eca_cuda setup\]|\[[0-9]+/[0-9]+\]|-shared' build/install.log | awk '!seen[$$0]++' | cut -c1-240
 	$(PY) -m eca_cuda
@@ -43,18 +50,14 @@ demo: bench digits
 bench: install
 	$(BENCH_ENV) $(PY) benchmarks/bench_eca.py $(if $(FULL),--full)
 
-# The least time any op timed as bench_eca.py times eca_cuda can take (CPU, N = 8 layers).
-floor: install
-	$(BENCH_ENV) $(PY) benchmarks/bench_floor.py
-
 digits: install
 	$(PY) examples/train_digits.py $(if $(FULL),--epochs 30)
 
-lint: $(DEPS_STAMP)
+lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(VENV)/bin/clang-format --dry-run --Werror $(LINT_CXX)
 
-format: $(DEPS_STAMP)
+format: install
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 	$(VENV)/bin/clang-format -i $(LINT_CXX)
 

@@ -12,6 +12,8 @@ Switches (environment variables, read once here):
   CUDA_HOME               the CUDA toolkit; when unset, found from the nvcc on PATH.
 
 Use `pip install --no-build-isolation -e .` so the build sees the torch you already have.
+The package's metadata (version, dependencies, extras) is in pyproject.toml; this file adds
+the extension.
 """
 
 import glob
@@ -21,7 +23,7 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_ARCH_LIST = "8.0;9.0+PTX"
@@ -98,8 +100,15 @@ if WITH_CUDA_SWITCH == "1" and not cuda_possible:
     )
 WITH_CUDA = cuda_possible and WITH_CUDA_SWITCH != "0"
 
-sources = sorted(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")))
-sources += sorted(glob.glob(os.path.join(ROOT, "csrc", "cpu", "*.cpp")))
+
+def source_files(*pattern):
+    """Files matching csrc/<pattern>, relative to this folder: setuptools refuses absolute
+    source paths once the metadata lives in pyproject.toml (pip runs setup.py from here)."""
+    found = glob.glob(os.path.join(ROOT, "csrc", *pattern))
+    return sorted(os.path.relpath(path, ROOT) for path in found)
+
+
+sources = source_files("*.cpp") + source_files("cpu", "*.cpp")
 cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3"]
 # at::parallel_for is a header template over `#pragma omp parallel` when torch uses OpenMP:
 # without -fopenmp here the CPU kernels would silently run on one thread.
@@ -115,7 +124,7 @@ extra_compile_args = {"cxx": cxx_flags}
 log(f"torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA_HOME={CUDA_HOME}")
 if WITH_CUDA:
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCH_LIST)
-    sources += sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
+    sources += source_files("cuda", "*.cu")
     define_macros.append(("ECA_WITH_CUDA", None))
     nvcc_flags = ["-O0", "-g", "-G"] if DEBUG else ["-O3", "-lineinfo"]
     extra_compile_args["nvcc"] = nvcc_flags + EXTRA_NVCC_FLAGS
@@ -130,10 +139,6 @@ else:
 log(f"OpenMP={OPENMP}, debug={DEBUG}, MAX_JOBS={os.environ.get('MAX_JOBS', 'torch default')}")
 
 setup(
-    name="eca_cuda",
-    version="0.1.0",
-    description="Fused Efficient Channel Attention (ECA) op for PyTorch on CPU and CUDA",
-    packages=find_packages(include=["eca_cuda", "eca_cuda.*"]),
     ext_modules=[
         extension_class(
             name="eca_cuda._C",
@@ -145,6 +150,4 @@ setup(
         )
     ],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    python_requires=">=3.9",
-    install_requires=["torch>=2.4"],
 )

@@ -1,11 +1,31 @@
-"""Build info, and that the CUDA kernels are compiled in and registered where they should be."""
+"""Build info, packaging, and that the CUDA kernels are compiled in and registered where they
+should be."""
 
+import importlib.metadata
 import os
+import shlex
+from pathlib import Path
 
 import pytest
 import torch
 
 import eca_cuda
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_one_version():
+    """pyproject.toml takes the version from eca_cuda.__version__, the one place it is written."""
+    assert importlib.metadata.version("eca_cuda") == eca_cuda.__version__
+
+
+def test_makefile_installs_the_build_requirements_of_pyproject():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        requires = tomllib.load(f)["build-system"]["requires"]
+    with open(ROOT / "Makefile") as f:
+        line = next(line for line in f if line.startswith("BUILD_REQUIRES :="))
+    assert sorted(shlex.split(line.split(":=", 1)[1])) == sorted(requires)
 
 
 def test_build_info_is_consistent():
