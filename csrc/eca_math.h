@@ -1,5 +1,5 @@
 // Per-channel ECA math shared by the CPU and CUDA kernels, so that the CPU tests
-// exercise the exact code the GPU runs. Notation follows shared/design/ECA.md:
+// exercise the exact code the GPU runs. Notation follows docs/design.md:
 //   p[c] pooled mean, z[c] = sum_j w[j] p[c + j - pad], s[c] = sigmoid(z[c]),
 //   t[c] = sum_l g x, dz[c] = t s (1 - s), dp[c] = sum_j w[j] dz[c - j + pad].
 #pragma once

@@ -51,7 +51,7 @@ def eca_backward(
     gate: torch.Tensor,
     padding_mode: str = "zeros",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fused ECA backward (``shared/design/ECA.md``, "Gradients").
+    """Fused ECA backward (``docs/design.md``, "Gradients").
 
     Args:
         grad_y: gradient of the loss w.r.t. ``y``, shape and dtype of ``x``.

@@ -17,7 +17,7 @@ def python_blocks():
 @pytest.mark.parametrize("index", range(len(python_blocks())))
 def test_readme_block_runs(index):
     source = python_blocks()[index]
-    for module in ("timm", "onnxruntime"):  # optional extras, installed by requirements.txt
+    for module in ("timm", "onnxruntime"):  # the "test" extra (pyproject.toml) installs them
         if f"import {module}" in source:
             pytest.importorskip(module)
     exec(compile(source, f"README.md python block {index}", "exec"), {})

@@ -1,11 +1,9 @@
 // The canonical order of every spatial sum of the CPU kernels (the pooled means, and
 // t = sum g x in the backward), and its implementations for rows (contiguous) and for
 // columns of channels (channels last), which add the same elements in the same order.
-// Included by eca_kernels_cpu_impl.h only, after the instruction-set pragma and every header
-// it uses, once per build (DEFAULT, AVX2, AVX512, AVX512_BF16); see that file.
 #pragma once
 
-#ifndef CPU_CAPABILITY
+#ifndef CPU_CAPABILITY  // compiled once per instruction set, after the target pragma
 #error "a part of the CPU kernels: included by eca_kernels_cpu_impl.h only"
 #endif
 

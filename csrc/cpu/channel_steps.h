@@ -2,11 +2,9 @@
 // channel conv and its transpose, the sigmoid, the gate gradient and the weight gradient,
 // a vector of channels at a time, each with the bits of the per-channel functions of
 // eca_math.h.
-// Included by eca_kernels_cpu_impl.h only, after the instruction-set pragma and every header
-// it uses, once per build (DEFAULT, AVX2, AVX512, AVX512_BF16); see that file.
 #pragma once
 
-#ifndef CPU_CAPABILITY
+#ifndef CPU_CAPABILITY  // compiled once per instruction set, after the target pragma
 #error "a part of the CPU kernels: included by eca_kernels_cpu_impl.h only"
 #endif
 

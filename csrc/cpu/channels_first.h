@@ -1,11 +1,9 @@
 // The contiguous (N, C, L) engine of the CPU kernels: each thread walks its own range of
 // (n, c) rows, computing row sums a few rows ahead of the rows it finishes (gate, rescale),
 // so a row is re-read from the core's L2 rather than from memory.
-// Included by eca_kernels_cpu_impl.h only, after the instruction-set pragma and every header
-// it uses, once per build (DEFAULT, AVX2, AVX512, AVX512_BF16); see that file.
 #pragma once
 
-#ifndef CPU_CAPABILITY
+#ifndef CPU_CAPABILITY  // compiled once per instruction set, after the target pragma
 #error "a part of the CPU kernels: included by eca_kernels_cpu_impl.h only"
 #endif
 

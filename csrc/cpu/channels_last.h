@@ -2,11 +2,9 @@
 // thread, which sums, gates and rescales one at a time; larger ones are cut into (row
 // sub-chunk, channel block) items, each thread sums a balanced range of them, and once the
 // gates are known rescales an even share of whole rows, mostly the ones it summed.
-// Included by eca_kernels_cpu_impl.h only, after the instruction-set pragma and every header
-// it uses, once per build (DEFAULT, AVX2, AVX512, AVX512_BF16); see that file.
 #pragma once
 
-#ifndef CPU_CAPABILITY
+#ifndef CPU_CAPABILITY  // compiled once per instruction set, after the target pragma
 #error "a part of the CPU kernels: included by eca_kernels_cpu_impl.h only"
 #endif
 

@@ -1,10 +1,8 @@
 // Loop helpers of the CPU kernels: the parallel grain, run-time flags compiled out, and
 // full vector steps with one partial step at the end.
-// Included by eca_kernels_cpu_impl.h only, after the instruction-set pragma and every header
-// it uses, once per build (DEFAULT, AVX2, AVX512, AVX512_BF16); see that file.
 #pragma once
 
-#ifndef CPU_CAPABILITY
+#ifndef CPU_CAPABILITY  // compiled once per instruction set, after the target pragma
 #error "a part of the CPU kernels: included by eca_kernels_cpu_impl.h only"
 #endif
 

@@ -1,10 +1,8 @@
 // The rescale of the CPU kernels: out = in * scale + shift per channel (the forward's
 // y = x * s with no shift; the backward's dx = g * s + dp / L), for both layouts.
-// Included by eca_kernels_cpu_impl.h only, after the instruction-set pragma and every header
-// it uses, once per build (DEFAULT, AVX2, AVX512, AVX512_BF16); see that file.
 #pragma once
 
-#ifndef CPU_CAPABILITY
+#ifndef CPU_CAPABILITY  // compiled once per instruction set, after the target pragma
 #error "a part of the CPU kernels: included by eca_kernels_cpu_impl.h only"
 #endif
 

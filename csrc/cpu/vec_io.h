@@ -1,10 +1,8 @@
 // Vector loads and stores of the CPU kernels: any input dtype in and out of vectors of its
 // accumulation type (float for float16 and bfloat16), with partial steps at row ends.
-// Included by eca_kernels_cpu_impl.h only, after the instruction-set pragma and every header
-// it uses, once per build (DEFAULT, AVX2, AVX512, AVX512_BF16); see that file.
 #pragma once
 
-#ifndef CPU_CAPABILITY
+#ifndef CPU_CAPABILITY  // compiled once per instruction set, after the target pragma
 #error "a part of the CPU kernels: included by eca_kernels_cpu_impl.h only"
 #endif
 
