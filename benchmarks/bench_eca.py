@@ -18,15 +18,16 @@ Rooflines, timed in the same rounds: ``y.copy_(x)`` for the forward (2 passes ov
 ``torch.add(g, x, out=dx)`` for the backward (3 passes), their sum for ``full``. The op is
 memory-bound, so time over roofline is its efficiency (1.0 would be ideal).
 
-Writes ``eca_<device>.csv`` (one row per case, provider and mode), ``eca_<device>.md`` (the
-tables) and ``eca_<device>.png`` (:mod:`plot_results`) under ``--out-dir``; the columns are
-described in ``benchmarks/README.md``.
+Writes ``eca_<device>.csv`` (one row per case, provider and mode) under ``--out-dir``, and
+from it (:mod:`report`) ``eca_<device>.md`` (the tables) and ``eca_<device>.png`` (the plot);
+the columns are described in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 
 import pandas as pd
 import torch
@@ -37,15 +38,13 @@ from harness import (
     Case,
     add_timing_args,
     case_inputs,
-    geomean,
     layer_shapes,
     make_step,
     quantiles,
     run_metadata,
     time_rounds,
-    write_results,
 )
-from plot_results import plot_csv
+from report import summary_table, write_report
 from tqdm import tqdm
 
 import eca_cuda
@@ -134,38 +133,6 @@ def run_case(case: Case, device: str, providers, fns: dict, rounds: int, min_run
     return rows
 
 
-def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Geometric means of the p50 ratios per dtype, layout and mode: eca_cuda against eager,
-    compiled and the roofline (per batch size), and the operator's and floor's roofline ratio."""
-    keys = ["dtype", "memory_format", "mode"]
-    columns = {}
-    ours = df[df.provider == "eca_cuda"]
-    for column, name in (("speedup_vs_eager", "x eager"), ("speedup_vs_compiled", "x compiled")):
-        columns[name] = ours.groupby(keys, sort=False)[column].agg(geomean)
-    for n in sorted(ours.N.unique()):
-        batch = ours[ours.N == n]
-        columns[f"x roofline N={n}"] = batch.groupby(keys, sort=False).x_roofline.agg(geomean)
-    for provider in ("operator", "floor"):
-        theirs = df[df.provider == provider]
-        if len(theirs):
-            columns[f"{provider} x roofline"] = theirs.groupby(keys, sort=False).x_roofline.agg(
-                geomean
-            )
-    return pd.DataFrame(columns)
-
-
-def cases_table(df: pd.DataFrame) -> pd.DataFrame:
-    """p50 (ms) of every provider per case and mode, with the roofline and eca_cuda's ratios."""
-    keys = ["shape", "k", "dtype", "memory_format", "mode"]
-    table = df.pivot_table(index=keys, columns="provider", values="p50_ms", sort=False)
-    table = table[[p for p in PROVIDERS if p in table.columns]].add_suffix(" ms")
-    ours = df[df.provider == "eca_cuda"].set_index(keys)
-    for column in ("roofline_ms", "x_roofline", "speedup_vs_eager", "speedup_vs_compiled"):
-        if len(ours):
-            table[column] = ours[column]
-    return table
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="more models, batches, dtypes, layouts")
@@ -211,6 +178,9 @@ def main(argv=None) -> int:
         "floor": lambda x, weight: x.clone(),
     }
     meta = run_metadata(device)
+    meta["command"] = " ".join(
+        ["benchmarks/bench_eca.py", *(argv if argv is not None else sys.argv[1:])]
+    )
     models = ", ".join(f"{m} N={n}" for m, n in groups)
     print(
         f"eca_cuda benchmark: {models}; {len(cases)} cases; providers {', '.join(args.providers)}"
@@ -233,19 +203,13 @@ def main(argv=None) -> int:
         )
 
     df = pd.DataFrame(rows)
-    summary, table = summary_table(df), cases_table(df)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(f"\nAll cases (p50):\n{table.round(3)}")
-        print(f"\nGeometric means (p50 ratios; x roofline: time / roofline):\n{summary.round(2)}")
-    base = args.out_dir / f"eca_{device}"
-    write_results(
-        base,
-        f"eca_cuda benchmark: {models}",
-        meta,
-        df,
-        {"Geometric means (p50 ratios)": summary, "All cases (p50)": table},
-    )
-    plot_csv(f"{base}.csv", f"{base}.png")
+        print(f"\nGeometric means (p50 ratios; x roofline: time / roofline):\n{summary_table(df)}")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = args.out_dir / f"eca_{device}.csv"
+    df.to_csv(csv_path, index=False)
+    print(f"wrote {csv_path}")
+    write_report(csv_path, f"eca_cuda benchmark: {models}")
     return 0
 
 

@@ -4,7 +4,6 @@ the interleaved timing, the run's metadata and the output files.
 Timing is ``torch.utils.benchmark.Timer.blocked_autorange`` (which synchronizes CUDA), after a
 warm-up that includes any compilation; the steps of one case run interleaved in rounds, so
 that drift of the machine hits all of them alike, and p20/p50/p80 are taken over all blocks.
-Tables are pandas frames written as Markdown (``DataFrame.to_markdown``).
 """
 
 from __future__ import annotations
@@ -15,12 +14,10 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import torch
 import torch.utils.benchmark as benchmark
 
@@ -142,11 +139,6 @@ def quantiles(values: list[float]) -> tuple[float, float, float]:
     return q[1], statistics.median(values), q[7]
 
 
-def geomean(values) -> float:
-    values = list(values)
-    return statistics.geometric_mean(values) if values else float("nan")
-
-
 def device_name(device: str) -> str:
     """The GPU's name, or the CPU model with the thread count and the CPU kernels' build."""
     if device == "cuda":
@@ -188,7 +180,7 @@ def run_metadata(device: str) -> dict[str, str]:
 
 
 def add_timing_args(parser) -> None:
-    """``--rounds``, ``--min-run-time`` and ``--out-dir``."""
+    """``--rounds``, ``--min-run-time`` and ``--out-dir`` (for any benchmark script)."""
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per case")
     parser.add_argument(
         "--min-run-time", type=float, default=0.1, help="seconds per blocked_autorange call"
@@ -196,20 +188,3 @@ def add_timing_args(parser) -> None:
     parser.add_argument(
         "--out-dir", type=Path, default=HERE.parent / "build" / "bench", help="output folder"
     )
-
-
-def write_results(
-    base: Path, title: str, meta: dict, rows: pd.DataFrame, tables: dict[str, pd.DataFrame]
-) -> None:
-    """``rows`` as ``base.csv``; ``base.md``: the title, ``meta``, the command, then each
-    table (heading -> frame) as Markdown."""
-    base.parent.mkdir(parents=True, exist_ok=True)
-    rows.to_csv(f"{base}.csv", index=False)
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    with open(f"{base}.md", "w") as f:
-        f.write(f"# {title}\n\n")
-        f.write("".join(f"- {k}: {v}\n" for k, v in meta.items()))
-        f.write(f"- command: `{command}`\n")
-        for heading, table in tables.items():
-            f.write(f"\n## {heading}\n\n{table.to_markdown(floatfmt='.3g')}\n")
-    print(f"wrote {base}.csv and {base}.md")
