@@ -1,6 +1,5 @@
-// The canonical order of every spatial sum of the CPU kernels (the pooled means, and
-// t = sum g x in the backward), and its implementations for rows (contiguous) and for
-// columns of channels (channels last), which add the same elements in the same order.
+// The spatial sums of the CPU kernels in their one order (stated below), for rows
+// (contiguous) and for columns of channels (channels last).
 #pragma once
 
 #ifndef CPU_CAPABILITY  // compiled once per instruction set, after the target pragma
