@@ -16,7 +16,7 @@ DEPS_STAMP := $(VENV)/.build-requirements-installed
 BUILD_REQUIRES := "setuptools>=64" wheel ninja "torch>=2.4"
 BUILD_STAMP := $(VENV)/.eca_cuda-built
 CXX_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h')
-LINT_CXX := $(CXX_SOURCES) tests/cuda_reduce_emulation.cpp
+LINT_CXX := $(CXX_SOURCES) $(wildcard tests/cuda_emulation/*)
 # Keep freed buffers mapped, so that CPU timings measure the op, not page faults
 # (benchmarks/README.md); background compile workers would take both cores.
 BENCH_ENV := GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184 TORCHINDUCTOR_COMPILE_THREADS=1
@@ -39,6 +39,11 @@ $(BUILD_STAMP): $(DEPS_STAMP) setup.py pyproject.toml $(CXX_SOURCES)
 	@$(PIP) install --no-build-isolation -v -e ".[dev]" > build/install.log 2>&1 || { tail -n 80 build/install.log; exit 1; }
 	@# The decisions, each compile step and the link line, as proof of what was built.
 	@grep -E '\[eca_cuda setup\]|\[[0-9]+/[0-9]+\]|-shared' build/install.log | awk '!seen[$$0]++' | cut -c1-240
+	@# ptxas' report (-Xptxas=-v), a line per CUDA kernel and architecture: stack frame, spill
+	@# stores/loads, registers.
+	@grep -E "ptxas info +: (Compiling entry|Used)|bytes stack frame" build/install.log \
+		| sed -E "s/.*Compiling entry function '([^']+)' for '([^']+)'.*/\2 \1/; s/.*Used ([0-9]+) registers.*/\1 registers/; s/ *([0-9]+) bytes stack frame, ([0-9]+) bytes spill stores, ([0-9]+) bytes spill loads/stack \1 B, spills \2\/\3 B,/" \
+		| paste -d' ' - - - | c++filt | sed -E 's/\(.*\)//; s/ void / /' | sort | awk '!seen[$$0]++'
 	$(PY) -m eca_cuda
 	touch $@
 

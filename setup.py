@@ -4,8 +4,10 @@ Switches (environment variables, read once here):
   ECA_CUDA_WITH_CUDA      "auto" (default): build the CUDA kernels when possible;
                           "1": require them (fail if torch or nvcc cannot build them);
                           "0": CPU kernels only.
-  TORCH_CUDA_ARCH_LIST    GPU targets, default "8.0;9.0+PTX" (A100 / RTX 30 and 40 series via
-                          sm_80 binaries, H100/H200 sm_90, PTX for newer GPUs to JIT).
+  TORCH_CUDA_ARCH_LIST    GPU targets (e.g. "8.6" or "7.5;9.0+PTX"). Unset: the visible GPUs'
+                          architectures when there are GPUs (torch's own rule); without
+                          one, binaries for the common architectures that torch and nvcc
+                          both support and PTX of the lowest, for the rest (cuda_arch_list).
   ECA_CUDA_DEBUG          "1": -O0 -g (and -G for device code).
   ECA_CUDA_NVCC_FLAGS     extra nvcc flags, space separated (e.g. "-Xptxas=-v").
   MAX_JOBS                parallel compile jobs (read by torch's ninja build).
@@ -26,7 +28,9 @@ import sys
 from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_ARCH_LIST = "8.0;9.0+PTX"
+# Built as binaries when no GPU is visible: Turing (T4), Ampere (A100, RTX 30), Ada (RTX 40,
+# L4), Hopper (H100, H200), Blackwell (B200, RTX 50); PTX of the lowest covers the others.
+COMMON_ARCHS = ("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
 
 
 def log(message):
@@ -71,34 +75,53 @@ def find_cuda_home():
     return next((c for c in candidates if is_toolkit(c)), None)
 
 
-WITH_CUDA_SWITCH = os.environ.get("ECA_CUDA_WITH_CUDA", "auto").strip().lower()
-if WITH_CUDA_SWITCH not in {"auto", "0", "1"}:
-    raise SystemExit(f"ECA_CUDA_WITH_CUDA must be auto, 0 or 1, got {WITH_CUDA_SWITCH!r}")
-DEBUG = os.environ.get("ECA_CUDA_DEBUG", "0") == "1"
-EXTRA_NVCC_FLAGS = os.environ.get("ECA_CUDA_NVCC_FLAGS", "").split()
+def sm_numbers(names):
+    """(major, minor) of each "sm_XY" / "compute_XY" name, e.g. "sm_120" -> (12, 0)."""
+    found = set()
+    for name in names:
+        match = re.fullmatch(r"(?:sm|compute)_(\d+)(\d)[a-z]?", name)
+        if match:
+            found.add((int(match.group(1)), int(match.group(2))))
+    return found
 
-# torch.utils.cpp_extension reads CUDA_HOME when imported: settle it first.
-if WITH_CUDA_SWITCH != "0" and not is_toolkit(os.environ.get("CUDA_HOME")):
-    found = find_cuda_home()
-    if found:
-        os.environ["CUDA_HOME"] = found
 
-import torch  # noqa: E402
-from torch.utils.cpp_extension import (  # noqa: E402
-    CUDA_HOME,
-    BuildExtension,
-    CppExtension,
-    CUDAExtension,
-)
+def cuda_arch_list(requested, visible, torch_archs, nvcc_archs):
+    """(TORCH_CUDA_ARCH_LIST to build with, or None to let torch pick, and why).
 
-cuda_possible = torch.version.cuda is not None and is_toolkit(CUDA_HOME)
-if WITH_CUDA_SWITCH == "1" and not cuda_possible:
-    raise SystemExit(
-        "[eca_cuda setup] ECA_CUDA_WITH_CUDA=1 but the CUDA kernels cannot be built: "
-        f"torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA_HOME={CUDA_HOME}. "
-        "Install a CUDA build of torch and the CUDA toolkit (nvcc), or set CUDA_HOME."
-    )
-WITH_CUDA = cuda_possible and WITH_CUDA_SWITCH != "0"
+    requested: the environment's TORCH_CUDA_ARCH_LIST ("" when unset); visible: how many GPUs
+    torch sees; torch_archs: torch.cuda.get_arch_list() (["sm_75", ...]); nvcc_archs: what
+    `nvcc --list-gpu-arch` prints (["compute_75", ...]), or None when it cannot be asked.
+    """
+    if requested:
+        return requested, "TORCH_CUDA_ARCH_LIST"
+    if visible:
+        return None, "the visible GPUs' architectures (torch's detection)"
+    supported = sm_numbers(torch_archs)
+    if nvcc_archs is not None:
+        supported &= sm_numbers(nvcc_archs)
+    if not supported:
+        raise SystemExit(
+            "[eca_cuda setup] no GPU visible and no architecture both torch "
+            f"({torch_archs}) and nvcc ({nvcc_archs}) support: set TORCH_CUDA_ARCH_LIST"
+        )
+    lowest = min(supported)
+    chosen = sorted({a for a in supported if f"{a[0]}.{a[1]}" in COMMON_ARCHS} | {lowest})
+    names = [f"{a[0]}.{a[1]}" + ("+PTX" if a == lowest else "") for a in chosen]
+    return ";".join(names), "no GPU visible: common architectures, PTX of the lowest"
+
+
+def nvcc_gpu_archs(cuda_home):
+    """`nvcc --list-gpu-arch` as a list, or None when nvcc cannot say."""
+    try:
+        listed = subprocess.run(
+            [os.path.join(cuda_home, "bin", "nvcc"), "--list-gpu-arch"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return listed.stdout.split() if listed.returncode == 0 else None
 
 
 def source_files(*pattern):
@@ -108,46 +131,86 @@ def source_files(*pattern):
     return sorted(os.path.relpath(path, ROOT) for path in found)
 
 
-sources = source_files("*.cpp") + source_files("cpu", "*.cpp")
-cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3"]
-# at::parallel_for is a header template over `#pragma omp parallel` when torch uses OpenMP:
-# without -fopenmp here the CPU kernels would silently run on one thread.
-OPENMP = torch.backends.openmp.is_available() and sys.platform != "darwin"
-openmp_flags = ["-fopenmp"] if OPENMP else []
-cxx_flags += openmp_flags
-# No a * b + c contracted into an FMA behind our back: the contiguous and channels_last
-# kernels must round the same scalar expressions the same way to give the same bits.
-cxx_flags += ["-ffp-contract=off"]
-define_macros = []
-extra_compile_args = {"cxx": cxx_flags}
+def main():
+    with_cuda_switch = os.environ.get("ECA_CUDA_WITH_CUDA", "auto").strip().lower()
+    if with_cuda_switch not in {"auto", "0", "1"}:
+        raise SystemExit(f"ECA_CUDA_WITH_CUDA must be auto, 0 or 1, got {with_cuda_switch!r}")
+    debug = os.environ.get("ECA_CUDA_DEBUG", "0") == "1"
+    extra_nvcc_flags = os.environ.get("ECA_CUDA_NVCC_FLAGS", "").split()
 
-log(f"torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA_HOME={CUDA_HOME}")
-if WITH_CUDA:
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCH_LIST)
-    sources += source_files("cuda", "*.cu")
-    define_macros.append(("ECA_WITH_CUDA", None))
-    nvcc_flags = ["-O0", "-g", "-G"] if DEBUG else ["-O3", "-lineinfo"]
-    extra_compile_args["nvcc"] = nvcc_flags + EXTRA_NVCC_FLAGS
-    extension_class = CUDAExtension
-    log(
-        f"building CPU and CUDA kernels for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}"
-    )
-else:
-    extension_class = CppExtension
-    reason = "ECA_CUDA_WITH_CUDA=0" if WITH_CUDA_SWITCH == "0" else "no CUDA torch or no nvcc"
-    log(f"building CPU kernels only ({reason})")
-log(f"OpenMP={OPENMP}, debug={DEBUG}, MAX_JOBS={os.environ.get('MAX_JOBS', 'torch default')}")
+    # torch.utils.cpp_extension reads CUDA_HOME when imported: settle it first.
+    if with_cuda_switch != "0" and not is_toolkit(os.environ.get("CUDA_HOME")):
+        found = find_cuda_home()
+        if found:
+            os.environ["CUDA_HOME"] = found
 
-setup(
-    ext_modules=[
-        extension_class(
-            name="eca_cuda._C",
-            sources=sources,
-            include_dirs=[os.path.join(ROOT, "csrc")],
-            define_macros=define_macros,
-            extra_compile_args=extra_compile_args,
-            extra_link_args=openmp_flags,
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    cuda_possible = torch.version.cuda is not None and is_toolkit(CUDA_HOME)
+    if with_cuda_switch == "1" and not cuda_possible:
+        raise SystemExit(
+            "[eca_cuda setup] ECA_CUDA_WITH_CUDA=1 but the CUDA kernels cannot be built: "
+            f"torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA_HOME={CUDA_HOME}. "
+            "Install a CUDA build of torch and the CUDA toolkit (nvcc), or set CUDA_HOME."
         )
-    ],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-)
+    with_cuda = cuda_possible and with_cuda_switch != "0"
+
+    sources = source_files("*.cpp") + source_files("cpu", "*.cpp")
+    cxx_flags = ["-O0", "-g"] if debug else ["-O3"]
+    # at::parallel_for is a header template over `#pragma omp parallel` when torch uses
+    # OpenMP: without -fopenmp here the CPU kernels would silently run on one thread.
+    openmp = torch.backends.openmp.is_available() and sys.platform != "darwin"
+    openmp_flags = ["-fopenmp"] if openmp else []
+    cxx_flags += openmp_flags
+    # No a * b + c contracted into an FMA behind our back: the contiguous and channels_last
+    # kernels must round the same scalar expressions the same way to give the same bits.
+    cxx_flags += ["-ffp-contract=off"]
+    define_macros = []
+    extra_compile_args = {"cxx": cxx_flags}
+
+    log(f"torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA_HOME={CUDA_HOME}")
+    if with_cuda:
+        arch_list, why = cuda_arch_list(
+            os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip(),
+            torch.cuda.device_count(),
+            torch.cuda.get_arch_list(),
+            nvcc_gpu_archs(CUDA_HOME),
+        )
+        if arch_list:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
+        sources += source_files("cuda", "*.cu") + source_files("cuda", "*.cpp")
+        define_macros.append(("ECA_WITH_CUDA", None))
+        nvcc_flags = ["-O0", "-g", "-G"] if debug else ["-O3", "-lineinfo"]
+        # --fmad=false: no a * b + c contracted into an FMA either, so that the GPU rounds as
+        # the host emulation of the kernels (tests/cuda_emulation/) does; the kernels' FMAs are
+        # written out. -Xptxas=-v: registers, stack and spills of every kernel in the build log.
+        nvcc_flags += ["--fmad=false", "-Xptxas=-v"]
+        extra_compile_args["nvcc"] = nvcc_flags + extra_nvcc_flags
+        extension_class = CUDAExtension
+        log(f"building CPU and CUDA kernels for {arch_list or 'the visible GPUs'} ({why})")
+    else:
+        extension_class = CppExtension
+        reason = "ECA_CUDA_WITH_CUDA=0" if with_cuda_switch == "0" else "no CUDA torch or no nvcc"
+        log(f"building CPU kernels only ({reason})")
+    jobs = os.environ.get("MAX_JOBS", "torch default")
+    log(f"OpenMP={openmp}, debug={debug}, MAX_JOBS={jobs}")
+
+    setup(
+        ext_modules=[
+            extension_class(
+                name="eca_cuda._C",
+                sources=sources,
+                include_dirs=[os.path.join(ROOT, "csrc")],
+                define_macros=define_macros,
+                extra_compile_args=extra_compile_args,
+                extra_link_args=openmp_flags,
+            )
+        ],
+        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    )
+
+
+# pip runs this file as __main__; tests import it for cuda_arch_list.
+if __name__ == "__main__":
+    main()

@@ -84,7 +84,7 @@ class ECAForwardNode : public torch::autograd::Function<ECAForwardNode> {
     grad_x.requires_grad_(true);
     grad_weight.requires_grad_(true);
     torch::autograd::DelayedError error(
-        "eca_cuda: double backward is not supported (the backward is one fused kernel)", 2);
+        "eca_cuda: double backward is not supported (eca_backward has no derivative)", 2);
     variable_list grads = error.apply({grad_x, grad_weight});
     return {grads[0], grads[1], at::Tensor()};
   }

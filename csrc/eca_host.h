@@ -12,12 +12,6 @@
 
 namespace eca_cuda {
 
-// The two dense layouts the kernels read natively. Any other strides cost one copy.
-enum class Layout {
-  ChannelsFirst,  // (N, C, L), L contiguous: torch.contiguous_format
-  ChannelsLast,   // (N, L, C), C contiguous: channels_last / channels_last_3d
-};
-
 struct ForwardProblem {
   at::Tensor x;       // input, laid out as `layout`
   at::Tensor y;       // output, same layout; written by the kernel

@@ -18,6 +18,12 @@ namespace eca_cuda {
 // "zeros" is the paper's and the authors' padding; "circular" is timm's CecaModule.
 enum class PaddingMode : int { Zeros = 0, Circular = 1 };
 
+// The two dense layouts the kernels read natively. Any other strides cost one copy.
+enum class Layout {
+  ChannelsFirst,  // (N, C, L), L contiguous: torch.contiguous_format
+  ChannelsLast,   // (N, L, C), C contiguous: channels_last / channels_last_3d
+};
+
 // Channel read by tap offset `offset` (in [-pad, pad]) around channel `c`, or -1 when it
 // falls in the zero padding. Circular wraps modulo C, also when k > C (several wraps).
 ECA_HOST_DEVICE int64_t halo_channel(int64_t c, int64_t offset, int64_t C, PaddingMode mode) {

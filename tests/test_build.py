@@ -2,6 +2,7 @@
 should be."""
 
 import importlib.metadata
+import importlib.util
 import os
 import shlex
 from pathlib import Path
@@ -38,16 +39,74 @@ def test_build_info_is_consistent():
         assert has_cuda == bool(archs)
 
 
+def load_setup_py():
+    """setup.py as a module (its main(), the build, runs only as __main__)."""
+    spec = importlib.util.spec_from_file_location("eca_setup", ROOT / "setup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TORCH_CU130 = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
+NVCC_13 = "compute_75 compute_80 compute_86 compute_87 compute_88 compute_89 compute_90".split()
+NVCC_13 += "compute_100 compute_110 compute_103 compute_120 compute_121".split()
+TORCH_CU126 = ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
+NVCC_12 = [f"compute_{a}" for a in (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90)]
+
+
+@pytest.mark.parametrize(
+    "requested, visible, torch_archs, nvcc_archs, expected",
+    [
+        pytest.param("8.6", 0, TORCH_CU130, NVCC_13, "8.6", id="the user's list, as given"),
+        pytest.param("", 1, TORCH_CU130, NVCC_13, None, id="a GPU visible: torch detects it"),
+        pytest.param(
+            "", 0, TORCH_CU130, NVCC_13, "7.5+PTX;8.0;8.6;9.0;10.0;12.0", id="no GPU, CUDA 13"
+        ),
+        pytest.param(
+            "", 0, TORCH_CU126, NVCC_12, "5.0+PTX;7.5;8.0;8.6;9.0", id="no GPU, torch for CUDA 12.6"
+        ),
+        pytest.param(
+            "", 0, TORCH_CU126, NVCC_13, "7.5+PTX;8.0;8.6;9.0", id="what this nvcc cannot build"
+        ),
+        pytest.param("", 0, TORCH_CU130, None, "7.5+PTX;8.0;8.6;9.0;10.0;12.0", id="nvcc silent"),
+    ],
+)
+def test_cuda_arch_list(requested, visible, torch_archs, nvcc_archs, expected):
+    """A plain build targets every GPU that torch supports: the user's list when set, the
+    visible GPUs when there are some, else binaries of the common architectures and PTX of
+    the lowest, which every later GPU can compile at load."""
+    arch_list, why = load_setup_py().cuda_arch_list(requested, visible, torch_archs, nvcc_archs)
+    assert arch_list == expected and why
+
+
+def test_cuda_arch_list_fails_without_a_common_architecture():
+    with pytest.raises(SystemExit, match="TORCH_CUDA_ARCH_LIST"):
+        load_setup_py().cuda_arch_list("", 0, ["sm_50"], ["compute_75"])
+
+
 @pytest.mark.skipif(
     os.environ.get("ECA_CUDA_WITH_CUDA") != "1",
     reason="only where the build was told to require CUDA",
 )
-def test_cuda_kernels_were_built_for_requested_archs():
-    """CI builds with ECA_CUDA_WITH_CUDA=1: the CUDA kernels must have compiled and linked."""
-    archs = eca_cuda.cuda_archs()
-    requested = os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
-    for arch in requested.replace(" ", ";").split(";"):
-        assert f"sm_{arch.split('+')[0].replace('.', '')}" in archs
+def test_cuda_kernels_were_built_for_the_chosen_archs():
+    """CI builds with ECA_CUDA_WITH_CUDA=1: the CUDA kernels compiled and linked for every
+    architecture setup.py chose (with this environment, this torch and this nvcc)."""
+    setup_py = load_setup_py()
+    cuda_home = os.environ.get("CUDA_HOME") or setup_py.find_cuda_home()
+    arch_list, _ = setup_py.cuda_arch_list(
+        os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip(),
+        torch.cuda.device_count(),
+        torch.cuda.get_arch_list(),
+        setup_py.nvcc_gpu_archs(cuda_home),
+    )
+    if arch_list is None:
+        expected = {
+            "sm_{}{}".format(*torch.cuda.get_device_capability(i))
+            for i in range(torch.cuda.device_count())
+        }
+    else:
+        expected = {f"sm_{a.split('+')[0].replace('.', '')}" for a in arch_list.split(";")}
+    assert expected <= set(eca_cuda.cuda_archs())
 
 
 @pytest.mark.needs_cuda

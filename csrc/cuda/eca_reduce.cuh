@@ -1,10 +1,12 @@
 // The CUDA kernels' spatial sums, one kernel per layout, both in the canonical order below.
-// Device code only: it needs CUDA's built-ins (threadIdx, __syncthreads, __shfl_down_sync,
-// min, fma) or the host stand-ins of tests/cuda_reduce_emulation.cpp, which runs these very
-// kernels on the CPU, so that CI checks the two layouts give the same bits without a GPU.
+// Device code only, on CUDA's built-ins (threadIdx, __syncthreads, __shfl_down_sync, min,
+// fma): nvcc compiles it, and so does the host emulation in tests/cuda_emulation/, which runs
+// these very kernels on the CPU.
 #pragma once
 
 #include <cstdint>
+
+#include "eca_device.cuh"
 
 namespace eca_cuda {
 
@@ -43,7 +45,7 @@ __device__ __forceinline__ acc_t add_term(const scalar_t* a, const scalar_t* b, 
 template <typename scalar_t, typename acc_t, bool kProduct>
 __global__ void reduce_rows_kernel(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b,
                                    int64_t rows, int64_t L, acc_t scale, acc_t* __restrict__ out) {
-  __shared__ double totals[kRowsPerBlock][kSlots];
+  ECA_SHARED(double, totals, [kRowsPerBlock][kSlots]);
   const int slot = threadIdx.x;
   const int64_t groups = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
   for (int64_t group = blockIdx.x; group < groups; group += gridDim.x) {  // same for the block
@@ -75,7 +77,7 @@ template <typename scalar_t, typename acc_t, bool kProduct>
 __global__ void reduce_columns_kernel(const scalar_t* __restrict__ a,
                                       const scalar_t* __restrict__ b, int64_t N, int64_t C,
                                       int64_t L, acc_t scale, acc_t* __restrict__ out) {
-  __shared__ double partial[kTileL][kTileC];
+  ECA_SHARED(double, partial, [kTileL][kTileC]);
   const int ty = threadIdx.y;
   const int64_t tiles = (C + kTileC - 1) / kTileC;
   for (int64_t item = blockIdx.x; item < N * tiles; item += gridDim.x) {  // same for the block

@@ -1,0 +1,152 @@
+// The CUDA kernels besides the spatial sums (eca_reduce.cuh): the (N, C) gate math of
+// eca_math.h, the weight gradient, and the elementwise rescale. Device code only, on CUDA's
+// built-ins: eca_kernels_cuda.cu compiles it with nvcc, and the host emulation in
+// tests/cuda_emulation/ compiles the same text with stand-ins for those built-ins.
+#pragma once
+
+#include <cstdint>
+
+#include "../eca_math.h"
+#include "eca_device.cuh"
+
+namespace eca_cuda {
+
+constexpr int kThreads = 256;  // threads of every 1-D block
+
+// f(i) for i in [0, n), grid-stride, 64-bit indices: any n fits any grid.
+template <typename F>
+__device__ __forceinline__ void for_each_index(int64_t n, const F& f) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) f(i);
+}
+
+template <typename acc_t>
+__global__ void gate_kernel(const acc_t* __restrict__ pooled, const acc_t* __restrict__ w,
+                            int64_t NC, int64_t C, int64_t k, PaddingMode mode,
+                            acc_t* __restrict__ gate) {
+  for_each_index(NC, [&](int64_t r) {
+    const int64_t n = r / C, c = r % C;
+    gate[r] = sigmoid(channel_conv(pooled + n * C, w, k, c, C, mode));
+  });
+}
+
+// dz = t * s * (1 - s), in place over t.
+template <typename acc_t>
+__global__ void gate_input_grad_kernel(acc_t* __restrict__ t_to_dz, const acc_t* __restrict__ gate,
+                                       int64_t NC) {
+  for_each_index(NC, [&](int64_t r) { t_to_dz[r] = gate_input_grad(t_to_dz[r], gate[r]); });
+}
+
+// shift = dp / L, the per-channel term of grad_x.
+template <typename acc_t>
+__global__ void pooled_grad_kernel(const acc_t* __restrict__ dz, const acc_t* __restrict__ w,
+                                   int64_t NC, int64_t C, int64_t k, int64_t L, PaddingMode mode,
+                                   acc_t* __restrict__ shift) {
+  for_each_index(NC, [&](int64_t r) {
+    const int64_t n = r / C, c = r % C;
+    shift[r] = channel_conv_transposed(dz + n * C, w, k, c, C, mode) / acc_t(L);
+  });
+}
+
+// The sum of v over the block's kThreads threads, valid in thread 0, in one fixed order (ours,
+// not a library's, so it does not change with the CUDA version): the halving tree
+// a[t] += a[t + w] for w = kThreads / 2, ..., 1.
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T* partial /* kThreads, shared */) {
+  const int t = threadIdx.x;
+  partial[t] = v;
+  __syncthreads();
+  for (int w = kThreads / 2; w >= 32; w /= 2) {
+    if (t < w) partial[t] += partial[t + w];
+    __syncthreads();
+  }
+  if (t < 32) {  // the last five steps within warp 0
+    v = partial[t];
+    for (int w = 16; w >= 1; w /= 2) v += __shfl_down_sync(0xffffffffu, v, w);
+  }
+  return v;
+}
+
+// dw[j] = sum_{n, c} dz[n, c] p[n, c + j - pad]: a block per tap (taps grid-stride); thread t
+// adds the terms r = t, t + kThreads, ... in increasing r, then block_sum.
+template <typename acc_t>
+__global__ void weight_grad_kernel(const acc_t* __restrict__ dz, const acc_t* __restrict__ pooled,
+                                   int64_t NC, int64_t C, int64_t k, PaddingMode mode,
+                                   acc_t* __restrict__ grad_w) {
+  ECA_SHARED(acc_t, partial, [kThreads]);
+  for (int64_t j = blockIdx.x; j < k; j += gridDim.x) {  // the same for the whole block
+    acc_t sum = acc_t(0);
+    for (int64_t r = threadIdx.x; r < NC; r += kThreads) {
+      const int64_t n = r / C;
+      sum += weight_grad_term(dz + n * C, pooled + n * C, j, k, r % C, C, mode);
+    }
+    sum = block_sum(sum, partial);
+    if (threadIdx.x == 0) grad_w[j] = sum;
+    // No barrier before the next tap: after block_sum's last one, thread t < 32 reads only
+    // partial[t], which no other thread writes next.
+  }
+}
+
+// The row r = n * C + c of (N, C) scale/shift that element i of an (N, C, L) tensor, or of an
+// (N, L, C) one when kChannelsLast, multiplies.
+template <bool kChannelsLast>
+__device__ __forceinline__ int64_t row_of(int64_t i, int64_t C, int64_t L) {
+  return kChannelsLast ? (i / (L * C)) * C + i % C : i / L;
+}
+
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ scalar_t scale_shift_one(scalar_t v, const acc_t* scale,
+                                                    const acc_t* shift, int64_t r) {
+  return scalar_t(shift ? fma(acc_t(v), scale[r], shift[r]) : acc_t(v) * scale[r]);
+}
+
+// out = in * scale[n, c] (+ shift[n, c]) over all elements, one element a step.
+template <typename scalar_t, typename acc_t, bool kChannelsLast>
+__global__ void scale_shift_kernel(const scalar_t* __restrict__ in, const acc_t* __restrict__ scale,
+                                   const acc_t* __restrict__ shift, int64_t numel, int64_t C,
+                                   int64_t L, scalar_t* __restrict__ out) {
+  for_each_index(numel, [&](int64_t i) {
+    out[i] = scale_shift_one(in[i], scale, shift, row_of<kChannelsLast>(i, C, L));
+  });
+}
+
+// 16 bytes of scalar_t, so that a copy is one 128-bit load or store.
+template <typename scalar_t>
+struct alignas(16) Pack16 {
+  static constexpr int kSize = 16 / sizeof(scalar_t);
+  scalar_t v[kSize];
+};
+
+// scale_shift_kernel in 16-byte packs, for the layouts where the host code
+// (scale_shift_packs in eca_launch.cuh) found in and out 16-byte aligned and a pack's rows
+// cheap to find: contiguous with L >= kSize (a pack crosses at most one row end), channels
+// last with C % kSize == 0 (a pack is kSize channels of one position). The numel % kSize
+// elements past the last pack go one by one.
+template <typename scalar_t, typename acc_t, bool kChannelsLast>
+__global__ void scale_shift_packed_kernel(const scalar_t* __restrict__ in,
+                                          const acc_t* __restrict__ scale,
+                                          const acc_t* __restrict__ shift, int64_t numel, int64_t C,
+                                          int64_t L, scalar_t* __restrict__ out) {
+  using Pack = Pack16<scalar_t>;
+  constexpr int kSize = Pack::kSize;
+  const int64_t packs = numel / kSize;
+  for_each_index(packs, [&](int64_t q) {
+    const int64_t i = q * kSize;
+    const int64_t r = row_of<kChannelsLast>(i, C, L);
+    const int64_t l = kChannelsLast ? 0 : i - r * L;  // position of element i in its row
+    const Pack a = reinterpret_cast<const Pack*>(in)[q];
+    Pack b;
+#pragma unroll
+    for (int m = 0; m < kSize; ++m) {
+      const int64_t rm = kChannelsLast ? r + m : r + (l + m >= L);
+      b.v[m] = scale_shift_one(a.v[m], scale, shift, rm);
+    }
+    reinterpret_cast<Pack*>(out)[q] = b;
+  });
+  for_each_index(numel - packs * kSize, [&](int64_t e) {
+    const int64_t i = packs * kSize + e;
+    out[i] = scale_shift_one(in[i], scale, shift, row_of<kChannelsLast>(i, C, L));
+  });
+}
+
+}  // namespace eca_cuda

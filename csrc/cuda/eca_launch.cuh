@@ -1,0 +1,128 @@
+// Which CUDA kernels eca_forward and eca_backward launch, on which grids: host code with no
+// ATen, shared by eca_kernels_cuda.cu, whose Launcher launches on the GPU, and by the host
+// emulation in tests/cuda_emulation/, whose Launcher runs the same launches on the CPU.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "eca_kernels.cuh"
+#include "eca_launch_args.h"
+#include "eca_reduce.cuh"
+
+namespace eca_cuda {
+
+struct LaunchConfig {
+  dim3 grid, block;
+};
+
+// Blocks for `items` work items of `per_block` each, at most max_blocks (the kernels loop).
+inline LaunchConfig blocks_for(int64_t items, int64_t per_block, dim3 block, int64_t max_blocks) {
+  const int64_t blocks = std::min((items + per_block - 1) / per_block, max_blocks);
+  return {dim3(static_cast<unsigned>(std::max<int64_t>(blocks, 1))), block};
+}
+
+inline LaunchConfig threads_for(int64_t items, int64_t max_blocks) {
+  return blocks_for(items, kThreads, dim3(kThreads), max_blocks);
+}
+
+// out[n, c] = scale * sum_l a (* b): the spatial sum kernel of `layout`.
+template <typename scalar_t, typename acc_t, typename Launcher>
+void launch_reduce(Launcher& launch, const scalar_t* a, const scalar_t* b, int64_t N, int64_t C,
+                   int64_t L, Layout layout, acc_t scale, acc_t* out, int64_t max_blocks) {
+  if (layout == Layout::ChannelsFirst) {
+    const LaunchConfig config =
+        blocks_for(N * C, kRowsPerBlock, dim3(kSlots, kRowsPerBlock), max_blocks);
+    if (b) {
+      launch("reduce_rows_kernel", reduce_rows_kernel<scalar_t, acc_t, true>, config, a, b, N * C,
+             L, scale, out);
+    } else {
+      launch("reduce_rows_kernel", reduce_rows_kernel<scalar_t, acc_t, false>, config, a, b, N * C,
+             L, scale, out);
+    }
+  } else {
+    // 1-D grid over (n, channel tile): gridDim.y would cap N at 65535.
+    const LaunchConfig config =
+        blocks_for(N * ((C + kTileC - 1) / kTileC), 1, dim3(kTileC, kTileL), max_blocks);
+    if (b) {
+      launch("reduce_columns_kernel", reduce_columns_kernel<scalar_t, acc_t, true>, config, a, b, N,
+             C, L, scale, out);
+    } else {
+      launch("reduce_columns_kernel", reduce_columns_kernel<scalar_t, acc_t, false>, config, a, b,
+             N, C, L, scale, out);
+    }
+  }
+}
+
+// Whether scale_shift_packed_kernel may run: both pointers 16-byte aligned, and its condition
+// on the layout (see the kernel).
+template <typename scalar_t>
+bool scale_shift_packs(const scalar_t* in, const scalar_t* out, int64_t C, int64_t L,
+                       Layout layout) {
+  constexpr int64_t kSize = Pack16<scalar_t>::kSize;
+  const bool aligned = reinterpret_cast<std::uintptr_t>(in) % 16 == 0 &&
+                       reinterpret_cast<std::uintptr_t>(out) % 16 == 0;
+  return aligned && (layout == Layout::ChannelsLast ? C % kSize == 0 : L >= kSize);
+}
+
+// out = in * scale (+ shift), each (N, C) value over its channel's L elements.
+template <typename scalar_t, typename acc_t, typename Launcher>
+void launch_scale_shift(Launcher& launch, const scalar_t* in, const acc_t* scale,
+                        const acc_t* shift, int64_t N, int64_t C, int64_t L, Layout layout,
+                        scalar_t* out, int64_t max_blocks) {
+  const int64_t numel = N * C * L;
+  if (numel == 0) return;
+  const bool last = layout == Layout::ChannelsLast;
+  if (scale_shift_packs(in, out, C, L, layout)) {
+    const LaunchConfig config = threads_for(numel / Pack16<scalar_t>::kSize, max_blocks);
+    if (last) {
+      launch("scale_shift_packed_kernel", scale_shift_packed_kernel<scalar_t, acc_t, true>, config,
+             in, scale, shift, numel, C, L, out);
+    } else {
+      launch("scale_shift_packed_kernel", scale_shift_packed_kernel<scalar_t, acc_t, false>, config,
+             in, scale, shift, numel, C, L, out);
+    }
+    return;
+  }
+  const LaunchConfig config = threads_for(numel, max_blocks);
+  if (last) {
+    launch("scale_shift_kernel", scale_shift_kernel<scalar_t, acc_t, true>, config, in, scale,
+           shift, numel, C, L, out);
+  } else {
+    launch("scale_shift_kernel", scale_shift_kernel<scalar_t, acc_t, false>, config, in, scale,
+           shift, numel, C, L, out);
+  }
+}
+
+// y = x * sigmoid(conv(mean_l x)): 3 launches. Expects N * C > 0 (the caller returns early).
+template <typename scalar_t, typename acc_t, typename Launcher>
+void launch_forward(Launcher& launch, const ForwardArgs<scalar_t, acc_t>& a) {
+  const int64_t NC = a.N * a.C;
+  launch_reduce(launch, a.x, static_cast<const scalar_t*>(nullptr), a.N, a.C, a.L, a.layout,
+                acc_t(1) / acc_t(a.L), a.pooled, a.max_blocks);
+  launch("gate_kernel", gate_kernel<acc_t>, threads_for(NC, a.max_blocks),
+         static_cast<const acc_t*>(a.pooled), a.weight, NC, a.C, a.k, a.mode, a.gate);
+  launch_scale_shift(launch, a.x, static_cast<const acc_t*>(a.gate),
+                     static_cast<const acc_t*>(nullptr), a.N, a.C, a.L, a.layout, a.y,
+                     a.max_blocks);
+}
+
+// grad_x = g * s + dp / L and grad_weight: 5 launches (t = sum_l g x; dz; dp / L; grad_x;
+// grad_weight). Expects N * C > 0.
+template <typename scalar_t, typename acc_t, typename Launcher>
+void launch_backward(Launcher& launch, const BackwardArgs<scalar_t, acc_t>& a) {
+  const int64_t NC = a.N * a.C;
+  launch_reduce(launch, a.grad_y, a.x, a.N, a.C, a.L, a.layout, acc_t(1), a.dz,
+                a.max_blocks);  // dz holds t
+  launch("gate_input_grad_kernel", gate_input_grad_kernel<acc_t>, threads_for(NC, a.max_blocks),
+         a.dz, a.gate, NC);
+  launch("pooled_grad_kernel", pooled_grad_kernel<acc_t>, threads_for(NC, a.max_blocks),
+         static_cast<const acc_t*>(a.dz), a.weight, NC, a.C, a.k, a.L, a.mode, a.shift);
+  launch_scale_shift(launch, a.grad_y, a.gate, static_cast<const acc_t*>(a.shift), a.N, a.C, a.L,
+                     a.layout, a.grad_x, a.max_blocks);
+  launch("weight_grad_kernel", weight_grad_kernel<acc_t>,
+         LaunchConfig{dim3(static_cast<unsigned>(std::min(a.k, a.max_blocks))), dim3(kThreads)},
+         static_cast<const acc_t*>(a.dz), a.pooled, NC, a.C, a.k, a.mode, a.grad_weight);
+}
+
+}  // namespace eca_cuda

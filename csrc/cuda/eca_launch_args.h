@@ -1,0 +1,46 @@
+// What one eca_forward or eca_backward on the GPU works on: plain pointers and sizes, no
+// ATen, so that the launch plan (eca_launch.cuh), the CUDA entry points (eca_cuda_entry.h) and
+// the host emulation in tests/cuda_emulation/ all take the same arguments.
+#pragma once
+
+#include <cstdint>
+
+#include "../eca_math.h"
+
+namespace eca_cuda {
+
+// Blocks per launch: enough to fill any current GPU; grid-stride loops cover the rest, so no
+// grid size overflows gridDim.x however large N * C * L is.
+constexpr int64_t kMaxBlocks = 65535 * 8;
+
+template <typename scalar_t, typename acc_t>
+struct ForwardArgs {
+  const scalar_t* x;    // (N, C, L) or (N, L, C) as `layout`
+  const acc_t* weight;  // (k,)
+  scalar_t* y;          // same layout as x
+  acc_t* pooled;        // (N, C)
+  acc_t* gate;          // (N, C)
+  int64_t N, C, L, k;
+  PaddingMode mode;
+  Layout layout;
+  int64_t max_blocks = kMaxBlocks;  // the tests lower it, so every grid-stride loop wraps
+};
+
+template <typename scalar_t, typename acc_t>
+struct BackwardArgs {
+  const scalar_t* grad_y;  // same layout as x
+  const scalar_t* x;
+  const acc_t* weight;  // (k,)
+  const acc_t* pooled;  // (N, C), from the forward
+  const acc_t* gate;    // (N, C), from the forward
+  scalar_t* grad_x;     // same layout as x
+  acc_t* grad_weight;   // (k,)
+  acc_t* dz;            // (N, C) workspace
+  acc_t* shift;         // (N, C) workspace
+  int64_t N, C, L, k;
+  PaddingMode mode;
+  Layout layout;
+  int64_t max_blocks = kMaxBlocks;
+};
+
+}  // namespace eca_cuda

@@ -1,0 +1,161 @@
+// eca_forward / eca_backward of the CUDA kernels, run on the CPU: csrc/cuda/eca_launch.cuh's
+// launch plan, the one the extension runs, with a Launcher that runs each launch through the
+// emulation of cuda_emulation.h. A C API, for ctypes (tests/test_cuda_emulated.py) and for
+// sanitize_cases.cpp.
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <limits>
+#include <set>
+#include <string>
+
+#include "cuda_emulation.h"
+// The device code, after the stand-ins.
+#include "cuda/eca_launch.cuh"
+
+namespace {
+
+std::string last_error;
+std::set<std::string> launched;  // kernel names, for the test that every kernel ran
+std::string launched_list;
+
+struct EmulatedLauncher {
+  eca_emu::Options options;
+
+  template <typename... Params, typename... Args>
+  void operator()(const char* name, void (*kernel)(Params...), const eca_cuda::LaunchConfig& config,
+                  Args... args) {
+    launched.insert(name);
+    eca_emu::launch(config.grid, config.block, [&] { kernel(args...); }, options);
+  }
+};
+
+// A NaN-filled (n,) buffer of exactly n elements, so AddressSanitizer sees a step past its end.
+template <typename T>
+std::unique_ptr<T[]> poisoned(int64_t n) {
+  std::unique_ptr<T[]> p(new T[n]);
+  std::fill(p.get(), p.get() + n, std::numeric_limits<T>::quiet_NaN());
+  return p;
+}
+
+template <typename scalar_t, typename acc_t>
+void forward(const void* x, const void* weight, void* y, void* pooled, void* gate, int64_t N,
+             int64_t C, int64_t L, int64_t k, int circular, int channels_last, int64_t max_blocks,
+             const eca_emu::Options& options) {
+  eca_cuda::ForwardArgs<scalar_t, acc_t> args{
+      static_cast<const scalar_t*>(x),
+      static_cast<const acc_t*>(weight),
+      static_cast<scalar_t*>(y),
+      static_cast<acc_t*>(pooled),
+      static_cast<acc_t*>(gate),
+      N,
+      C,
+      L,
+      k,
+      circular ? eca_cuda::PaddingMode::Circular : eca_cuda::PaddingMode::Zeros,
+      channels_last ? eca_cuda::Layout::ChannelsLast : eca_cuda::Layout::ChannelsFirst,
+      max_blocks};
+  EmulatedLauncher launch{options};
+  eca_cuda::launch_forward(launch, args);
+}
+
+template <typename scalar_t, typename acc_t>
+void backward(const void* grad_y, const void* x, const void* weight, const void* pooled,
+              const void* gate, void* grad_x, void* grad_weight, int64_t N, int64_t C, int64_t L,
+              int64_t k, int circular, int channels_last, int64_t max_blocks,
+              const eca_emu::Options& options) {
+  auto dz = poisoned<acc_t>(N * C), shift = poisoned<acc_t>(N * C);
+  eca_cuda::BackwardArgs<scalar_t, acc_t> args{
+      static_cast<const scalar_t*>(grad_y),
+      static_cast<const scalar_t*>(x),
+      static_cast<const acc_t*>(weight),
+      static_cast<const acc_t*>(pooled),
+      static_cast<const acc_t*>(gate),
+      static_cast<scalar_t*>(grad_x),
+      static_cast<acc_t*>(grad_weight),
+      dz.get(),
+      shift.get(),
+      N,
+      C,
+      L,
+      k,
+      circular ? eca_cuda::PaddingMode::Circular : eca_cuda::PaddingMode::Zeros,
+      channels_last ? eca_cuda::Layout::ChannelsLast : eca_cuda::Layout::ChannelsFirst,
+      max_blocks};
+  EmulatedLauncher launch{options};
+  eca_cuda::launch_backward(launch, args);
+}
+
+// f<scalar_t, acc_t>() for dtype 0 float32, 1 float64, 2 float16, 3 bfloat16; 0, or 1 with
+// the reason in last_error.
+template <typename F>
+int dispatch(int dtype, const F& f) {
+  last_error.clear();
+  try {
+    switch (dtype) {
+      case 0:
+        f.template operator()<float, float>();
+        break;
+#ifndef ECA_EMU_FLOAT32_ONLY  // the mutation tests' builds: a quarter of the compile time
+      case 1:
+        f.template operator()<double, double>();
+        break;
+      case 2:
+        f.template operator()<c10::Half, float>();
+        break;
+      case 3:
+        f.template operator()<c10::BFloat16, float>();
+        break;
+#endif
+      default:
+        last_error = "dtype " + std::to_string(dtype) + " is not built";
+        return 1;
+    }
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return 1;
+  }
+  return 0;
+}
+
+eca_emu::Options options_for(int shuffle_seed) {
+  return {shuffle_seed >= 0, static_cast<unsigned>(shuffle_seed)};
+}
+
+}  // namespace
+
+extern "C" {
+
+// The arguments of eca_cuda::ForwardArgs; x and y are (N, C, L), or (N, L, C) when
+// channels_last; shuffle_seed < 0 runs the blocks in index order.
+int eca_emu_forward(int dtype, const void* x, const void* weight, void* y, void* pooled, void* gate,
+                    int64_t N, int64_t C, int64_t L, int64_t k, int circular, int channels_last,
+                    int64_t max_blocks, int shuffle_seed) {
+  return dispatch(dtype, [&]<typename scalar_t, typename acc_t>() {
+    forward<scalar_t, acc_t>(x, weight, y, pooled, gate, N, C, L, k, circular, channels_last,
+                             max_blocks, options_for(shuffle_seed));
+  });
+}
+
+int eca_emu_backward(int dtype, const void* grad_y, const void* x, const void* weight,
+                     const void* pooled, const void* gate, void* grad_x, void* grad_weight,
+                     int64_t N, int64_t C, int64_t L, int64_t k, int circular, int channels_last,
+                     int64_t max_blocks, int shuffle_seed) {
+  return dispatch(dtype, [&]<typename scalar_t, typename acc_t>() {
+    backward<scalar_t, acc_t>(grad_y, x, weight, pooled, gate, grad_x, grad_weight, N, C, L, k,
+                              circular, channels_last, max_blocks, options_for(shuffle_seed));
+  });
+}
+
+const char* eca_emu_error() {
+  return last_error.c_str();
+}
+
+// The kernels launched since the library was loaded, by name, space separated.
+const char* eca_emu_launched() {
+  launched_list.clear();
+  for (const std::string& name : launched) launched_list += name + " ";
+  return launched_list.c_str();
+}
+
+}  // extern "C"

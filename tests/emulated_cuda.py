@@ -1,0 +1,120 @@
+"""The CUDA kernels run on the CPU: builds tests/cuda_emulation/ (the host stand-ins for CUDA's
+built-ins, compiled with the device code of csrc/cuda/) and calls its launcher through ctypes,
+with tensors in and out as eca_forward / eca_backward take and give them."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import torch
+import torch.utils.cpp_extension
+
+TESTS = Path(__file__).resolve().parent
+EMULATION = TESTS / "cuda_emulation"
+CSRC = TESTS.parent / "csrc"
+MAX_BLOCKS = 65535 * 8  # kMaxBlocks of csrc/cuda/eca_launch_args.h
+DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+# As nvcc builds the device code, with FMA contraction off on both sides (setup.py passes
+# --fmad=false), so a * b + c rounds twice in both and the emulated bits are the GPU's but
+# for CUDA's own exp.
+FLAGS = ["-std=c++20", "-O1", "-g", "-ffp-contract=off", "-Wall", "-Wno-unknown-pragmas"]
+SANITIZERS = {
+    "address": ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"],
+    "thread": ["-fsanitize=thread"],
+    None: [],
+}
+
+
+def compiler() -> str | None:
+    return shutil.which("c++") or shutil.which("g++")
+
+
+def build(out: Path, sources, sanitizer=None, csrc: Path = CSRC, defines=(), shared=False) -> Path:
+    """Compiles ``sources`` (files of cuda_emulation/) against the device code under ``csrc``
+    into ``out``: a shared library for ctypes, or an executable, instrumented by ``sanitizer``
+    ("address", "thread" or None)."""
+    torch_include = torch.utils.cpp_extension.include_paths()[0]  # c10's Half and BFloat16
+    cmd = [compiler(), *FLAGS, *SANITIZERS[sanitizer], "-pthread"]
+    cmd += ["-shared", "-fPIC"] if shared else []
+    cmd += [f"-D{d}" for d in defines]
+    cmd += ["-isystem", torch_include, "-I", str(csrc), "-I", str(EMULATION)]
+    cmd += [str(EMULATION / s) for s in sources] + ["-o", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}\n{result.stderr[-4000:]}")
+    return out
+
+
+class Emulation:
+    """The launcher library: ``forward`` and ``backward`` as the CUDA op runs them."""
+
+    def __init__(self, path: Path):
+        self.lib = ctypes.CDLL(str(path))
+        self.lib.eca_emu_error.restype = ctypes.c_char_p
+        self.lib.eca_emu_launched.restype = ctypes.c_char_p
+
+    def launched(self) -> set[str]:
+        """Names of the kernels launched so far."""
+        return set(self.lib.eca_emu_launched().decode().split())
+
+    def _call(self, fn, x, tensors, k, padding_mode, channels_last, max_blocks, seed):
+        """fn(dtype, *tensors' pointers, N, C, L, k, ...) of the C API."""
+        N, C, L = x.shape[0], x.shape[1], math.prod(x.shape[2:])
+        args = [ctypes.c_int(DTYPE_CODES[x.dtype])]
+        args += [ctypes.c_void_p(t.data_ptr()) for t in tensors]
+        args += [ctypes.c_int64(s) for s in (N, C, L, k)]
+        args += [ctypes.c_int(padding_mode == "circular"), ctypes.c_int(channels_last)]
+        args += [ctypes.c_int64(max_blocks), ctypes.c_int(seed)]
+        if fn(*args) != 0:
+            raise RuntimeError(self.lib.eca_emu_error().decode())
+
+    def forward(
+        self, x, weight, padding_mode, channels_last, max_blocks=MAX_BLOCKS, seed=-1, offset=0
+    ):
+        """(y, pooled, gate) for ``x`` of (N, C, *spatial); the kernels read x in the
+        channels-last layout when ``channels_last``, from buffers ``offset`` elements past a
+        64-byte boundary, on at most ``max_blocks`` blocks, in an order shuffled by ``seed``
+        (>= 0). Outputs start as NaN, so a value not written shows."""
+        N, C = x.shape[:2]
+        x3 = x.reshape(N, C, math.prod(x.shape[2:]))
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        xs = to_kernel_layout(x3, channels_last, offset)
+        w = weight.reshape(-1).to(acc).contiguous()
+        y = to_kernel_layout(torch.full_like(x3, math.nan), channels_last, offset)
+        pooled, gate = torch.full((2, N, C), math.nan, dtype=acc).unbind()
+        launch = (padding_mode, channels_last, max_blocks, seed)
+        self._call(self.lib.eca_emu_forward, x, (xs, w, y, pooled, gate), w.numel(), *launch)
+        return from_kernel_layout(y, channels_last).reshape(x.shape), pooled, gate
+
+    def backward(self, grad_y, x, weight, pooled, gate, padding_mode, channels_last, **launch):
+        """(grad_x, grad_weight in the accumulation dtype), as :meth:`forward`."""
+        shape3 = (*x.shape[:2], math.prod(x.shape[2:]))
+        offset = launch.get("offset", 0)
+        g = to_kernel_layout(grad_y.reshape(shape3), channels_last, offset)
+        xs = to_kernel_layout(x.reshape(shape3), channels_last, offset)
+        w = weight.reshape(-1).to(pooled.dtype).contiguous()
+        nan = torch.full(shape3, math.nan, dtype=x.dtype)
+        grad_x = to_kernel_layout(nan, channels_last, offset)
+        grad_w = torch.full_like(w, math.nan)
+        tensors = (g, xs, w, pooled, gate, grad_x, grad_w)
+        options = (launch.get("max_blocks", MAX_BLOCKS), launch.get("seed", -1))
+        self._call(
+            self.lib.eca_emu_backward, x, tensors, w.numel(), padding_mode, channels_last, *options
+        )
+        return from_kernel_layout(grad_x, channels_last).reshape(x.shape), grad_w
+
+
+def to_kernel_layout(x3, channels_last, offset=0):
+    """(N, C, L) values as the kernels read them: (N, C, L) or (N, L, C), dense, ``offset``
+    elements into a fresh buffer."""
+    dense = x3.transpose(1, 2).contiguous() if channels_last else x3.contiguous()
+    out = torch.empty(offset + dense.numel(), dtype=dense.dtype)[offset:].view(dense.shape)
+    return out.copy_(dense)
+
+
+def from_kernel_layout(t, channels_last):
+    return t.transpose(1, 2) if channels_last else t

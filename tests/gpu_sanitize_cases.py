@@ -1,0 +1,66 @@
+"""A small set of eca_forward / eca_backward calls for compute-sanitizer on a GPU
+(benchmarks/run_on_gpu.sh): the shapes of tests/cuda_emulation/sanitize_cases.cpp (a channel
+count off every tile, k > C, several blocks, two spatial chunks), each dtype, layout and
+padding mode, forward and backward, every kernel of csrc/cuda/ launched. Exits 1 when an
+output is not finite or the two layouts disagree; the sanitizer reports the rest.
+
+    compute-sanitizer --tool memcheck python3 tests/gpu_sanitize_cases.py
+    python3 tests/gpu_sanitize_cases.py --device cpu    # the same calls, to try the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+import eca_cuda  # noqa: F401  (registers the operators)
+
+SHAPES = [((2, 37, 5, 7), 3), ((3, 100, 3, 3), 5), ((1, 3, 4, 4), 9), ((1, 4, 50, 90), 3)]
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+def run(x, weight, grad_y, padding_mode):
+    y, pooled, gate = torch.ops.eca_cuda.eca_forward(x, weight, padding_mode)
+    grad_x, grad_w = torch.ops.eca_cuda.eca_backward(grad_y, x, weight, pooled, gate, padding_mode)
+    return y, pooled, gate, grad_x, grad_w
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda")
+    device = parser.parse_args(argv).device
+    failures = 0
+    gen = torch.Generator().manual_seed(0)
+    for (shape, k), dtype, padding_mode in [
+        (s, d, p) for s in SHAPES for d in DTYPES for p in ("zeros", "circular")
+    ]:
+        acc = torch.float64 if dtype == torch.float64 else torch.float32
+        x = (torch.rand(shape, generator=gen) * 3 - 1).to(device, dtype)
+        grad_y = torch.randn(shape, generator=gen).to(device, dtype)
+        weight = torch.randn(k, generator=gen).to(device, acc)
+        runs = [
+            run(
+                x.contiguous(memory_format=f),
+                weight,
+                grad_y.contiguous(memory_format=f),
+                padding_mode,
+            )
+            for f in (torch.contiguous_format, torch.channels_last)
+        ]
+        finite = all(t.isfinite().all() for t in runs[0] + runs[1])
+        same = all(torch.equal(a, b) for a, b in zip(*runs))
+        if not (finite and same):
+            failures += 1
+            print(
+                f"FAIL {shape} k={k} {dtype} {padding_mode}: finite={finite}, layouts agree={same}"
+            )
+    if device == "cuda":
+        torch.cuda.synchronize()
+    print(f"{'FAILED' if failures else 'passed'}: {failures} failure(s) on {device}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

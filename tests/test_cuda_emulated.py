@@ -1,0 +1,152 @@
+"""The CUDA kernels, through every launch the extension makes, run on the CPU by the emulation
+in tests/cuda_emulation/ (the kernels' own source on host stand-ins for CUDA's built-ins), so
+that CI checks them without a GPU: against the float64 reference and the CPU operator, and bit
+for bit across layouts, grids and block orders. This checks the source's logic (indices,
+orders, synchronisation), not the code nvcc makes of it: tests marked needs_cuda do that."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+
+import eca_cuda
+from emulated_cuda import CSRC, MAX_BLOCKS, Emulation, build, compiler
+from helpers import assert_close_to_reference, forward_backward, make_inputs, reference_float64
+
+pytestmark = pytest.mark.skipif(compiler() is None, reason="no C++ compiler on this machine")
+
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+# (shape, k): each there for a reason.
+CASES = [
+    pytest.param((2, 16, 5, 5), 1, id="k=1"),
+    pytest.param((2, 16, 5, 5), 3, id="k=3"),
+    pytest.param((2, 16, 5, 5), 5, id="k=5"),
+    pytest.param((2, 16, 5, 5), 9, id="k=9"),
+    pytest.param((2, 3, 4, 4), 5, id="k>C"),
+    pytest.param((3, 1, 3, 3), 3, id="C=1"),
+    pytest.param((2, 37, 3, 5), 3, id="C=37 (no multiple of a tile or a pack)"),
+    pytest.param((3, 100, 3, 3), 5, id="N*C=300 (over a block of threads)"),
+    pytest.param((2, 12, 7, 7), 3, id="7x7"),
+    pytest.param((3, 40, 1, 1), 3, id="L=1"),
+    pytest.param((2, 8, 0, 4), 3, id="L=0"),
+    pytest.param((0, 8, 4, 4), 3, id="N=0"),
+    pytest.param((1, 4, 90, 100), 3, id="L=9000 (3 chunks)"),
+]
+# (max_blocks, shuffle seed): every grid gives the same bits. One block makes every
+# grid-stride loop wrap where there is more than a block of work.
+GRIDS = {"full grid": (MAX_BLOCKS, -1), "shuffled blocks": (MAX_BLOCKS, 7), "one block": (1, -1)}
+
+
+@pytest.fixture(scope="module")
+def emulation(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cuda_emulation") / "launcher.so"
+    return Emulation(build(out, ["launcher.cpp"], shared=True))
+
+
+def emulated(emulation, x, weight, grad_y, padding_mode, channels_last, grid, offset=0):
+    """(y, pooled, gate, grad_x, grad_weight) of the emulated CUDA op."""
+    max_blocks, seed = GRIDS[grid]
+    kw = dict(channels_last=channels_last, max_blocks=max_blocks, seed=seed, offset=offset)
+    y, pooled, gate = emulation.forward(x, weight, padding_mode, **kw)
+    grad_x, grad_w = emulation.backward(grad_y, x, weight, pooled, gate, padding_mode, **kw)
+    return y, pooled, gate, grad_x, grad_w
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()])
+
+
+def assert_same_bits(a, b, what):
+    for name, u, v in zip(("y", "pooled", "gate", "grad_x", "grad_weight"), a, b):
+        assert torch.equal(bits(u), bits(v)), f"{name}: {what}"
+
+
+def assert_close_to_cpu(ours, cpu, name):
+    """Within rounding of the CPU operator's value: a few units in the last place of the
+    output dtype (y, grad_x), or of the accumulation dtype over sums of thousands of terms
+    (pooled, gate, grad_weight), relative to the tensor's largest value."""
+    finite = cpu[cpu.isfinite()]
+    scale = finite.abs().max().item() if finite.numel() else 0.0
+    rtol = torch.finfo(cpu.dtype).eps * (
+        2 if cpu.element_size() == 2 or name in ("y", "grad_x") else 64
+    )
+    torch.testing.assert_close(
+        ours, cpu, rtol=rtol, atol=rtol * scale, equal_nan=True, msg=lambda m: f"{name}: {m}"
+    )
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape, k", CASES)
+def test_emulated_cuda_op(emulation, shape, k, dtype, padding_mode):
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    x, weight, grad_y = make_inputs(shape, k, dtype, "cpu", "contiguous", weight_dtype=acc)
+    runs = {
+        (layout, grid): emulated(emulation, x, weight, grad_y, padding_mode, layout, grid)
+        for layout in (False, True)
+        for grid in GRIDS
+    }
+    first = runs[(False, "full grid")]
+    for (layout, grid), run in runs.items():
+        assert_same_bits(first, run, f"contiguous, full grid vs channels_last={layout}, {grid}")
+
+    y, pooled, gate, grad_x, grad_w = first
+    # The CPU operator: same math in other summation orders, so equal up to rounding.
+    cpu_y, cpu_pooled, cpu_gate = torch.ops.eca_cuda.eca_forward(x, weight, padding_mode)
+    cpu_grad_x, cpu_grad_w = torch.ops.eca_cuda.eca_backward(
+        grad_y, x, weight, cpu_pooled, cpu_gate, padding_mode
+    )
+    pairs = zip(
+        ("y", "pooled", "gate", "grad_x", "grad_weight"),
+        (y, pooled, gate, grad_x, grad_w),
+        (cpu_y, cpu_pooled, cpu_gate, cpu_grad_x, cpu_grad_w.reshape(-1)),
+    )
+    for name, ours, cpu in pairs:
+        assert_close_to_cpu(ours, cpu, name)
+    if math.prod(shape[2:]) == 1:  # a sum of one term: both orders give the term itself
+        assert torch.equal(pooled, cpu_pooled)
+    if math.prod(shape[2:]) == 0:  # the mean of nothing: NaN, as the reference's; nothing else
+        assert pooled.isnan().all()
+        return
+
+    ref64 = reference_float64(x, weight, grad_y, padding_mode)
+    ref_lowp = forward_backward(eca_cuda.reference.eca, x, weight, grad_y, padding_mode)
+    for name, ours, *refs in zip(
+        ("y", "grad_x", "grad_weight"), (y, grad_x, grad_w), ref64, ref_lowp
+    ):
+        assert_close_to_reference(ours.reshape(refs[0].shape), *refs, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_misaligned_buffers_take_the_element_kernel(emulation, dtype, channels_last):
+    """Buffers one element off 16 bytes cannot be read in 16-byte packs: the launch plan falls
+    back to one element a step, with the same bits."""
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    x, weight, grad_y = make_inputs((2, 16, 6, 6), 3, dtype, "cpu", "contiguous", weight_dtype=acc)
+    aligned = emulated(emulation, x, weight, grad_y, "zeros", channels_last, "full grid")
+    before = emulation.launched()
+    off = emulated(emulation, x, weight, grad_y, "zeros", channels_last, "full grid", offset=1)
+    assert_same_bits(aligned, off, "aligned vs misaligned buffers")
+    assert "scale_shift_kernel" in emulation.launched()
+    assert before <= emulation.launched()
+
+
+def test_every_cuda_kernel_is_emulated(tmp_path):
+    """Each __global__ function of csrc/cuda/ is launched by the emulated op (both layouts,
+    packed and element-wise rescale), and the launch plan names no kernel that is not there."""
+    emulation = Emulation(build(tmp_path / "launcher.so", ["launcher.cpp"], shared=True))
+    for shape, channels_last in [
+        ((2, 16, 5, 5), False),
+        ((2, 16, 5, 5), True),
+        ((1, 3, 1, 1), False),
+    ]:
+        x, weight, grad_y = make_inputs(shape, 3, torch.float32, "cpu", "contiguous")
+        emulated(emulation, x, weight, grad_y, "zeros", channels_last, "full grid")
+    source = "\n".join(p.read_text() for p in sorted((CSRC / "cuda").glob("*.cu*")))
+    kernels = set(re.findall(r"__global__\s+void\s+(\w+)", source))
+    assert len(kernels) == 8, kernels
+    assert emulation.launched() == kernels
