@@ -87,7 +87,7 @@ MUTATIONS = {
         "v += __shfl_down_sync(0xffffffffu, v, w);",
         "v += __shfl_down_sync(0x0000ffffu, v, w);",
         None,
-        "which is not in the shuffle's mask",
+        "is not in the warp intrinsic's mask",
     ),
 }
 

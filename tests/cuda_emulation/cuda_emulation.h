@@ -9,8 +9,9 @@
 //   intrinsic, so they interleave as concurrent threads may;
 // - threadIdx, blockIdx, blockDim, gridDim; __syncthreads as a barrier of the whole block that
 //   fails loudly (synccheck) when part of the block has exited or waits at another one;
-// - __shfl_down_sync through a per-warp exchange, with the mask checked: every named lane
-//   must take part, from the same call; a lane outside the mask may not be read;
+// - __shfl_sync, __shfl_up_sync, __shfl_down_sync, __shfl_xor_sync, __ballot_sync and
+//   __syncwarp through a per-warp exchange, with the mask checked: every named lane must take
+//   part, from the same call, and be a thread of the block; a lane outside it may not be read;
 // - static shared memory (declared with ECA_SHARED) per block, filled with 0xff bytes (NaN in
 //   every float type) before each block, so that a read of a word nobody wrote shows in the
 //   results (initcheck);
@@ -24,8 +25,8 @@
 // FMA contraction off, so a * b + c rounds alike), CUDA's exp (the CPU's libm runs instead),
 // memory ordering between blocks or blocks running at once (blocks run in turn, so a race
 // between blocks goes unseen; the shuffled order shows a result that depends on block order),
-// timing, dynamic shared memory, atomics, warp votes and cluster or grid barriers (no kernel
-// uses them).
+// timing, dynamic shared memory, atomics, __any_sync / __all_sync, cooperative groups, and
+// cluster or grid barriers (no kernel uses them).
 #pragma once
 
 #include <ucontext.h>
@@ -215,24 +216,24 @@ inline void warp_sync(unsigned mask, const std::source_location& where) {
   word.fetch_add(1, std::memory_order_acq_rel);
 }
 
+// Fails the launch unless lane `lane` is in `mask`; `role`: which lane that is.
+inline void require_in_mask(unsigned mask, unsigned lane, const char* role,
+                            const std::source_location& where) {
+  if (mask >> lane & 1u) return;
+  block->fault = std::string(role) + " lane " + std::to_string(lane) +
+                 " is not in the warp intrinsic's mask " + std::to_string(mask) + ", at " +
+                 site(where.file_name(), where.line());
+  suspend(/*for_good=*/true);
+}
+
 // v of lane `src` of the caller's warp (src in [0, 32)), through the warp's exchange words.
 template <typename T>
 T warp_exchange(unsigned mask, T v, unsigned src, const std::source_location& where) {
   static_assert(sizeof(T) <= sizeof(std::uint64_t));
   Fiber& f = self();
   const unsigned lane = f.linear % 32, warp_base = f.linear - lane;
-  if (!(mask >> lane & 1u)) {
-    block->fault = "lane " + std::to_string(lane) + " calls a shuffle with mask " +
-                   std::to_string(mask) + " that leaves it out, at " +
-                   site(where.file_name(), where.line());
-    suspend(/*for_good=*/true);
-  }
-  if (!(mask >> src & 1u)) {
-    block->fault = "lane " + std::to_string(lane) + " reads lane " + std::to_string(src) +
-                   ", which is not in the shuffle's mask, at " +
-                   site(where.file_name(), where.line());
-    suspend(/*for_good=*/true);
-  }
+  require_in_mask(mask, lane, "calling", where);
+  require_in_mask(mask, src, "source", where);
   std::memcpy(&block->exchange[f.linear], &v, sizeof(T));
   warp_sync(mask, where);
   T got;
@@ -243,12 +244,70 @@ T warp_exchange(unsigned mask, T v, unsigned src, const std::source_location& wh
 
 }  // namespace eca_emu
 
+// The warp intrinsics, as CUDA's programming guide defines them for a `width` (a power of two
+// up to 32) that splits the warp into segments: a source lane past the caller's segment gives
+// the caller its own value.
+namespace eca_emu {
+inline unsigned lane_id() {
+  return self().linear % 32;
+}
+inline unsigned segment(unsigned lane, int width) {
+  return lane / unsigned(width);
+}
+}  // namespace eca_emu
+
 template <typename T>
-T __shfl_down_sync(unsigned mask, T v, unsigned delta,
-                   std::source_location where = std::source_location::current()) {
-  const unsigned lane = eca_emu::self().linear % 32;
-  const unsigned src = lane + delta < 32 ? lane + delta : lane;  // past the warp: its own v
+T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32,
+              std::source_location where = std::source_location::current()) {
+  const unsigned lane = eca_emu::lane_id();
+  const unsigned src = eca_emu::segment(lane, width) * width + unsigned(src_lane) % width;
   return eca_emu::warp_exchange(mask, v, src, where);
+}
+
+template <typename T>
+T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32,
+                 std::source_location where = std::source_location::current()) {
+  const unsigned lane = eca_emu::lane_id();
+  const unsigned src = lane % width >= delta ? lane - delta : lane;
+  return eca_emu::warp_exchange(mask, v, src, where);
+}
+
+template <typename T>
+T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32,
+                   std::source_location where = std::source_location::current()) {
+  const unsigned lane = eca_emu::lane_id();
+  const unsigned src = lane % width + delta < unsigned(width) ? lane + delta : lane;
+  return eca_emu::warp_exchange(mask, v, src, where);
+}
+
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T v, unsigned lane_mask, int width = 32,
+                  std::source_location where = std::source_location::current()) {
+  const unsigned lane = eca_emu::lane_id(), other = (lane ^ lane_mask) % 32;
+  // A later segment is out of reach; an earlier one is not (the guide's rule).
+  const bool reach = eca_emu::segment(other, width) <= eca_emu::segment(lane, width);
+  return eca_emu::warp_exchange(mask, v, reach ? other : lane, where);
+}
+
+// Bit i set when lane i of `mask` passes a nonzero predicate.
+inline unsigned __ballot_sync(unsigned mask, int predicate,
+                              std::source_location where = std::source_location::current()) {
+  using namespace eca_emu;
+  const unsigned lane = lane_id(), base = self().linear - lane;
+  require_in_mask(mask, lane, "calling", where);
+  block->exchange[self().linear] = predicate != 0;
+  warp_sync(mask, where);
+  unsigned votes = 0;
+  for (unsigned i = 0; i < 32; ++i) {
+    if (mask >> i & 1u) votes |= unsigned(block->exchange[base + i] != 0) << i;
+  }
+  warp_sync(mask, where);  // nobody overwrites a vote before every lane has counted
+  return votes;
+}
+
+inline void __syncwarp(unsigned mask = 0xffffffffu,
+                       std::source_location where = std::source_location::current()) {
+  eca_emu::warp_sync(mask, where);
 }
 
 namespace eca_emu {
