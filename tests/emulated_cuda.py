@@ -90,10 +90,21 @@ class Emulation:
         self._call(self.lib.eca_emu_forward, x, (xs, w, y, pooled, gate), w.numel(), *launch)
         return from_kernel_layout(y, channels_last).reshape(x.shape), pooled, gate
 
-    def backward(self, grad_y, x, weight, pooled, gate, padding_mode, channels_last, **launch):
+    def backward(
+        self,
+        grad_y,
+        x,
+        weight,
+        pooled,
+        gate,
+        padding_mode,
+        channels_last,
+        max_blocks=MAX_BLOCKS,
+        seed=-1,
+        offset=0,
+    ):
         """(grad_x, grad_weight in the accumulation dtype), as :meth:`forward`."""
         shape3 = (*x.shape[:2], math.prod(x.shape[2:]))
-        offset = launch.get("offset", 0)
         g = to_kernel_layout(grad_y.reshape(shape3), channels_last, offset)
         xs = to_kernel_layout(x.reshape(shape3), channels_last, offset)
         w = weight.reshape(-1).to(pooled.dtype).contiguous()
@@ -101,10 +112,8 @@ class Emulation:
         grad_x = to_kernel_layout(nan, channels_last, offset)
         grad_w = torch.full_like(w, math.nan)
         tensors = (g, xs, w, pooled, gate, grad_x, grad_w)
-        options = (launch.get("max_blocks", MAX_BLOCKS), launch.get("seed", -1))
-        self._call(
-            self.lib.eca_emu_backward, x, tensors, w.numel(), padding_mode, channels_last, *options
-        )
+        launch = (padding_mode, channels_last, max_blocks, seed)
+        self._call(self.lib.eca_emu_backward, x, tensors, w.numel(), *launch)
         return from_kernel_layout(grad_x, channels_last).reshape(x.shape), grad_w
 
 
