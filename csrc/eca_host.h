@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/string_view.h>
 
+#include <optional>
 #include <tuple>
 
 #include "eca_math.h"
@@ -21,6 +22,12 @@ struct ForwardProblem {
   int64_t N, C, L, k;
   PaddingMode mode;
   Layout layout;
+  // The block tail, y = act(x * gate * scale * gain + residual); the plain layer has none:
+  at::Tensor residual;    // undefined, or x's shape and dtype laid out as `layout`
+  double scale = 1.0;     // a constant factor (NormFreeBlock's attn_gain * alpha)
+  at::Tensor gain;        // undefined, or 0-d accumulation dtype (a learned factor)
+  at::Tensor multiplier;  // undefined, or (N, C) gate * scale * gain; written by the kernel
+  Activation activation = Activation::None;
 };
 
 struct BackwardProblem {
@@ -45,6 +52,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const at::Tensor& x,
                                                            const at::Tensor& weight,
                                                            c10::string_view padding_mode,
                                                            ForwardKernel kernel);
+
+// eca_tail_forward: run_forward with the block tail out = act(y * scale * gain + residual)
+// (residual and gain optional). Returns (out, pooled, gate), gate the plain sigmoid.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run_tail_forward(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& residual,
+    double scale, const std::optional<at::Tensor>& gain, c10::string_view activation,
+    c10::string_view padding_mode, ForwardKernel kernel);
 
 // Same for the backward: returns (grad_x, grad_weight).
 std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const at::Tensor& x,

@@ -24,6 +24,16 @@ enum class Layout {
   ChannelsLast,   // (N, L, C), C contiguous: channels_last / channels_last_3d
 };
 
+// The activation after the residual add of a fused block tail (eca_tail_forward):
+// out = act(x * s * scale + residual). ReLU is the one a converted model's tail uses (timm's
+// ResNet blocks, the authors' blocks); NormFreeBlock and inverted residuals have none.
+enum class Activation : int { None = 0, ReLU = 1 };
+
+template <typename acc_t>
+ECA_HOST_DEVICE acc_t activate(acc_t v, Activation act) {
+  return (act == Activation::ReLU && v < acc_t(0)) ? acc_t(0) : v;  // NaN stays NaN, as relu
+}
+
 // Channel read by tap offset `offset` (in [-pad, pad]) around channel `c`, or -1 when it
 // falls in the zero padding. Circular wraps modulo C, also when k > C (several wraps).
 ECA_HOST_DEVICE int64_t halo_channel(int64_t c, int64_t offset, int64_t C, PaddingMode mode) {

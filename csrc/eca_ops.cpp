@@ -107,6 +107,32 @@ int64_t check_weight(const at::Tensor& weight, const at::Tensor& x) {
   return k;
 }
 
+Activation parse_activation(c10::string_view activation) {
+  const std::string act(activation.data(), activation.size());
+  if (act == "none") return Activation::None;
+  if (act == "relu") return Activation::ReLU;
+  TORCH_CHECK_VALUE(false, "eca_tail: activation must be 'none' or 'relu', got '", act, "'");
+}
+
+// The residual of a block tail: x's shape, dtype and device, any strides.
+void check_residual(const at::Tensor& residual, const at::Tensor& x) {
+  TORCH_CHECK_VALUE(residual.sizes() == x.sizes() && residual.scalar_type() == x.scalar_type(),
+                    "eca_tail: residual must match x (shape ", x.sizes(), ", dtype ",
+                    x.scalar_type(), "), got shape ", residual.sizes(), ", dtype ",
+                    residual.scalar_type());
+  TORCH_CHECK(residual.device() == x.device(), "eca_tail: residual must be on x's device (",
+              x.device(), "), got ", residual.device());
+}
+
+// A learned factor of the tail (NormFreeBlock's skipinit_gain): a 0-d floating tensor.
+void check_gain(const at::Tensor& gain, const at::Tensor& x) {
+  TORCH_CHECK_VALUE(gain.dim() == 0 && at::isFloatingType(gain.scalar_type()),
+                    "eca_tail: gain must be a 0-d floating-point tensor, got shape ", gain.sizes(),
+                    ", dtype ", gain.scalar_type());
+  TORCH_CHECK(gain.device() == x.device(), "eca_tail: gain must be on x's device (", x.device(),
+              "), got ", gain.device());
+}
+
 // (N, C, L) of x, with L the product of the spatial sizes.
 std::tuple<int64_t, int64_t, int64_t> problem_sizes(const at::Tensor& x) {
   int64_t L = 1;
@@ -116,15 +142,18 @@ std::tuple<int64_t, int64_t, int64_t> problem_sizes(const at::Tensor& x) {
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const at::Tensor& x,
-                                                           const at::Tensor& weight,
-                                                           c10::string_view padding_mode,
-                                                           ForwardKernel kernel) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run_tail_forward(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& residual,
+    double scale, const std::optional<at::Tensor>& gain, c10::string_view activation,
+    c10::string_view padding_mode, ForwardKernel kernel) {
   check_x(x);
   const int64_t k = check_weight(weight, x);
   const PaddingMode mode = parse_padding_mode(padding_mode);
+  const Activation act = parse_activation(activation);
   const auto [N, C, L] = problem_sizes(x);
   const auto acc_options = x.options().dtype(accumulate_type(x.scalar_type()));
+  if (residual) check_residual(*residual, x);
+  if (gain) check_gain(*gain, x);
 
   at::Tensor y = at::empty_like(x);
   at::Tensor pooled = at::empty({N, C}, acc_options);
@@ -143,9 +172,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const at::Tensor& x,
                    k,
                    mode,
                    layout};
+  if (residual) p.residual = in_layout(*residual, layout);
+  p.scale = scale;
+  if (gain) p.gain = gain->to(acc_options.dtype()).reshape({});
+  if (scale != 1.0 || gain) p.multiplier = at::empty({N, C}, acc_options);
+  p.activation = act;
   kernel(p);
   finish_output(y, p.y);
   return {y, pooled, gate};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const at::Tensor& x,
+                                                           const at::Tensor& weight,
+                                                           c10::string_view padding_mode,
+                                                           ForwardKernel kernel) {
+  return run_tail_forward(x, weight, std::nullopt, 1.0, std::nullopt, "none", padding_mode, kernel);
 }
 
 std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const at::Tensor& x,
@@ -207,6 +248,11 @@ TORCH_LIBRARY(eca_cuda, m) {
   m.def(
       "eca_forward(Tensor x, Tensor weight, str padding_mode) -> "
       "(Tensor y, Tensor pooled, Tensor gate)");
+  // The fused block tail: out = act(y * scale * gain + residual) with y as above; gate is
+  // the plain sigmoid. Its autograd kernel differentiates through eca_backward.
+  m.def(
+      "eca_tail_forward(Tensor x, Tensor weight, Tensor? residual, float scale, Tensor? gain, "
+      "str activation, str padding_mode) -> (Tensor out, Tensor pooled, Tensor gate)");
   m.def(
       "eca_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor pooled, Tensor gate, "
       "str padding_mode) -> (Tensor grad_x, Tensor grad_weight)");

@@ -7,6 +7,7 @@ import warnings
 
 from torch import nn
 
+from .fuse import fuse_block
 from .modules import ECA
 
 
@@ -90,8 +91,9 @@ def _make(conv: nn.Conv1d, padding_mode: str) -> ECA:
     return layer
 
 
-def convert_eca(module: nn.Module, *, report_only: bool = False) -> nn.Module:
-    """Replace every ECA layer in ``module`` that ``eca_cuda`` can serve with :class:`ECA`.
+def convert_eca(module: nn.Module, *, fuse: bool = True, report_only: bool = False) -> nn.Module:
+    """Replace every ECA layer in ``module`` that ``eca_cuda`` can serve with :class:`ECA`, and
+    fuse the residual block tails that follow them.
 
     Served: timm's ``EcaModule`` (sigmoid gate, no ``use_mlp``) and ``CecaModule`` (circular
     padding, no conv bias), found by class in whichever timm is installed; and the authors'
@@ -101,8 +103,17 @@ def convert_eca(module: nn.Module, *, report_only: bool = False) -> nn.Module:
     itself (same values, device, dtype, ``requires_grad``; optimizers keep tracking it) and
     the old layer's training mode.
 
+    With ``fuse`` (the default), each residual block whose ECA layer is followed by the add of
+    the shortcut and a ReLU or no activation (timm's ResNet, byobnet and NormFree blocks, the
+    authors' ECA-ResNet blocks; :mod:`eca_cuda.fuse` lists them) computes ECA, add and
+    activation as one :func:`eca_cuda.eca_tail` call. The block keeps its class name, children,
+    parameters and module names (``model.layer1[0].se`` is still there), so state dicts,
+    optimizers and DDP work unchanged. In training, a block whose ``drop_path`` rate is > 0
+    runs unfused (the drop mask is not folded into the gate).
+
     Args:
         module: any ``nn.Module``; changed in place.
+        fuse: also fuse block tails; ``False`` swaps the layers only.
         report_only: only warn about what would be converted and what cannot be.
 
     Returns:
@@ -113,7 +124,9 @@ def convert_eca(module: nn.Module, *, report_only: bool = False) -> nn.Module:
 
     Warns:
         UserWarning: one warning naming every ECA-like layer left in place (an MLP, a conv
-        bias, another gate, an even kernel), and with ``report_only`` the servable ones.
+        bias, another gate, an even kernel) and every supported block left unfused (another
+        activation, children the fused forward does not know), and with ``report_only`` the
+        servable ones.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"convert_eca: module must be an nn.Module, got {type(module).__name__}")
@@ -139,12 +152,22 @@ def convert_eca(module: nn.Module, *, report_only: bool = False) -> nn.Module:
         return layer.train(child.training)
 
     result = visit("", module)
+    unfused = []
+    if fuse and not report_only:
+        for name, block in result.named_modules():
+            why = fuse_block(block)
+            if why is not None:
+                unfused.append(f"{name or '<root>'} ({type(block).__name__}: {why})")
+    notes = []
     if unserved:
-        warnings.warn(
-            "eca_cuda.convert_eca left these ECA-like layers in place (not a plain sigmoid-gated "
-            "Conv1d(1, 1, odd k, bias=False)): " + ", ".join(unserved),
-            stacklevel=2,
+        notes.append(
+            "left these ECA-like layers in place (not a plain sigmoid-gated "
+            "Conv1d(1, 1, odd k, bias=False)): " + ", ".join(unserved)
         )
+    if unfused:
+        notes.append("left these blocks' tails unfused: " + ", ".join(unfused))
+    if notes:
+        warnings.warn("eca_cuda.convert_eca " + "; ".join(notes), stacklevel=2)
     if report_only and servable:
         warnings.warn(
             "eca_cuda.convert_eca(report_only=True) would convert: " + ", ".join(servable),

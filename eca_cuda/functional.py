@@ -37,3 +37,46 @@ def eca(x: torch.Tensor, weight: torch.Tensor, padding_mode: str = "zeros") -> t
     # the device's kernel. (A direct C++ entry that skipped the boxed call saved about 1.5 us
     # per call, too little to show in a model's step time; docs/cpu-kernels.md.)
     return torch.ops.eca_cuda.eca_forward(x, weight, padding_mode)[0]
+
+
+def eca_tail(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    residual: torch.Tensor | None = None,
+    scale: float | torch.Tensor = 1.0,
+    activation: str = "none",
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """ECA and the residual block's tail in one op: ``act(eca(x) * scale + residual)``.
+
+    What follows the ECA layer in a residual block (timm's ResNet ``Bottleneck`` /
+    ``BasicBlock``: ``x += shortcut; act(x)``; ``NormFreeBlock``: ``attn_gain * eca(x) *
+    alpha + shortcut``), read and written in the ECA kernels' single rescale pass instead of
+    two or three more passes over the feature map. Matches :func:`eca_cuda.reference.eca_tail`.
+
+    Args:
+        x, weight, padding_mode: as :func:`eca`.
+        residual: None, or the shortcut: ``x``'s shape, dtype and device, any memory format.
+        scale: a float, or a 0-d floating tensor on ``x``'s device that may require grad
+            (NormFreeBlock's ``skipinit_gain``).
+        activation: ``"none"`` or ``"relu"`` (the ones converted timm and authors' models use
+            after the residual add).
+
+    Returns:
+        ``out``: shape, dtype and memory format of ``x``. Differentiable w.r.t. ``x``,
+        ``weight``, ``residual`` and a tensor ``scale`` (fused backward: the ReLU's mask, then
+        ECA's backward); saves only ``x``, ``out`` (with ReLU) and ``(N, C)`` tensors, as the
+        unfused block saves.
+
+    Raises:
+        ValueError: as :func:`eca`; ``residual`` of another shape or dtype, ``scale`` a tensor
+            that is not 0-d floating point, unknown ``activation``.
+        RuntimeError: ``residual`` or ``scale`` on another device than ``x``.
+    """
+    if isinstance(scale, torch.Tensor):
+        return torch.ops.eca_cuda.eca_tail_forward(
+            x, weight, residual, 1.0, scale, activation, padding_mode
+        )[0]
+    return torch.ops.eca_cuda.eca_tail_forward(
+        x, weight, residual, float(scale), None, activation, padding_mode
+    )[0]

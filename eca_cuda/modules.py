@@ -75,6 +75,22 @@ class ECA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return eca(x, self.conv.weight, self.padding_mode)
 
+    def tail(
+        self,
+        x: torch.Tensor,
+        residual: torch.Tensor | None,
+        scale: float = 1.0,
+        gain: torch.Tensor | None = None,
+        activation: str = "none",
+    ) -> torch.Tensor:
+        """This layer and the residual block's tail in one op (:func:`eca_cuda.eca_tail`):
+        ``act(self(x) * scale * gain + residual)``; ``gain`` a 0-d tensor or None,
+        ``activation`` ``"none"`` or ``"relu"``. The fused blocks of :func:`eca_cuda.convert_eca`
+        call it. Raises as :func:`eca_cuda.eca_tail`."""
+        return torch.ops.eca_cuda.eca_tail_forward(
+            x, self.conv.weight, residual, scale, gain, activation, self.padding_mode
+        )[0]
+
     def extra_repr(self) -> str:
         channels = "" if self.channels is None else f"channels={self.channels}, "
         return f"{channels}kernel_size={self.kernel_size}, padding_mode={self.padding_mode!r}"

@@ -3,7 +3,8 @@
 ``torch.onnx.export(..., dynamo=True)`` captures ``eca_cuda::eca_forward`` as one node of the
 exported program; the table below tells the exporter how to write that node in standard ONNX
 (opset 18): ``ReduceMean`` over the spatial axes, ``Conv`` across channels (after a ``Gather``
-that wraps the channels for ``padding_mode="circular"``), ``Sigmoid`` and ``Mul``, so the model
+that wraps the channels for ``padding_mode="circular"``), ``Sigmoid`` and ``Mul`` (and for a
+fused block tail ``Mul``, ``Add`` and ``Relu``), so the model
 runs in any ONNX runtime without a custom-op library. Needs ``onnx`` and ``onnxscript``, which
 are imported only when the table is built.
 """
@@ -56,6 +57,35 @@ def _eca_forward_onnx(x: Any, weight: Any, padding_mode: str = "zeros"):
     return y, pooled, gate
 
 
+def _eca_tail_forward_onnx(
+    x: Any,
+    weight: Any,
+    residual: Any = None,
+    scale: float = 1.0,
+    gain: Any = None,
+    activation: str = "none",
+    padding_mode: str = "zeros",
+):
+    """ONNX graph of ``eca_tail_forward``: the ECA graph above, then ``Mul`` by ``scale`` and
+    ``gain``, ``Add`` of the residual and ``Relu``, each only where the call has it."""
+    from onnxscript import opset18 as op
+
+    y, pooled, gate = _eca_forward_onnx(x, weight, padding_mode)
+    if scale != 1.0:
+        y = op.Mul(y, op.CastLike(op.Constant(value_float=scale), y))
+    if gain is not None:
+        y = op.Mul(y, op.CastLike(gain, y))
+    if residual is not None:
+        y = op.Add(y, residual)
+    if activation == "relu":
+        y = op.Relu(y)
+    elif activation != "none":
+        raise ValueError(
+            f"eca_tail ONNX export: activation must be 'none' or 'relu', got {activation!r}"
+        )
+    return y, pooled, gate
+
+
 def onnx_translation_table() -> dict[Callable, Callable]:
     """Translation of eca_cuda's operators for the ``torch.export``-based ONNX exporter.
 
@@ -65,11 +95,14 @@ def onnx_translation_table() -> dict[Callable, Callable]:
                           custom_translation_table=eca_cuda.onnx_translation_table())
 
     Each ECA layer becomes ``ReduceMean``, ``Conv`` (``Gather`` + ``Conv`` for circular
-    padding), ``Sigmoid`` and ``Mul``; the output matches :func:`eca_cuda.reference.eca`.
-    Only inference graphs are exported (ONNX has no backward).
+    padding), ``Sigmoid`` and ``Mul``; the output matches :func:`eca_cuda.reference.eca`. A
+    fused block tail (:func:`eca_cuda.eca_tail`) adds ``Mul`` (scale, gain), ``Add`` (residual)
+    and ``Relu``, as the unfused block exports. Only inference graphs are exported (ONNX has
+    no backward).
 
     Returns:
-        ``{torch.ops.eca_cuda.eca_forward.default: translation}``; merge it with your own
+        ``{torch.ops.eca_cuda.eca_forward.default: translation,
+        torch.ops.eca_cuda.eca_tail_forward.default: translation}``; merge it with your own
         table if you have one.
 
     Raises:
@@ -77,4 +110,7 @@ def onnx_translation_table() -> dict[Callable, Callable]:
     """
     import onnxscript  # noqa: F401  (fail here, with the package name, not during export)
 
-    return {torch.ops.eca_cuda.eca_forward.default: _eca_forward_onnx}
+    return {
+        torch.ops.eca_cuda.eca_forward.default: _eca_forward_onnx,
+        torch.ops.eca_cuda.eca_tail_forward.default: _eca_tail_forward_onnx,
+    }

@@ -11,7 +11,7 @@ import torch
 
 from . import _C  # noqa: F401  (loading the library registers the operators)
 
-__all__ = ["eca_forward", "eca_backward"]
+__all__ = ["eca_forward", "eca_tail_forward", "eca_backward"]
 
 
 def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -41,6 +41,40 @@ def eca_forward(
             ``y`` (not supported).
     """
     return torch.ops.eca_cuda.eca_forward.default(x, weight, padding_mode)
+
+
+def eca_tail_forward(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    residual: torch.Tensor | None = None,
+    scale: float = 1.0,
+    gain: torch.Tensor | None = None,
+    activation: str = "none",
+    padding_mode: str = "zeros",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused ECA and block tail: ``out = act(x * gate * scale * gain + residual)``.
+
+    Args:
+        x, weight, padding_mode: as :func:`eca_forward`.
+        residual: None, or the shortcut: ``x``'s shape, dtype and device, any strides.
+        scale: a constant factor (NormFreeBlock's ``attn_gain * alpha``).
+        gain: None, or a 0-d floating tensor on ``x``'s device (a learned factor such as
+            NormFreeBlock's ``skipinit_gain``); may require grad.
+        activation: ``"none"`` or ``"relu"``.
+
+    Returns:
+        ``(out, pooled, gate)`` as :func:`eca_forward`, ``gate`` the plain sigmoid. ``out``
+        is differentiable in ``x``, ``weight``, ``residual`` and ``gain`` (the operator's C++
+        autograd kernel, through :func:`eca_backward`).
+
+    Raises:
+        ValueError: as :func:`eca_forward`; a residual of another shape or dtype, a gain that
+            is not a 0-d floating tensor, an unknown ``activation``.
+        RuntimeError: ``residual`` or ``gain`` on another device than ``x``.
+    """
+    return torch.ops.eca_cuda.eca_tail_forward.default(
+        x, weight, residual, scale, gain, activation, padding_mode
+    )
 
 
 def eca_backward(
@@ -74,6 +108,16 @@ def _eca_forward_fake(x, weight, padding_mode):
     torch._check(x.device == weight.device, lambda: "eca: weight must be on x's device")
     stats = x.new_empty(x.shape[:2], dtype=_accumulate_dtype(x.dtype))
     return torch.empty_like(x), stats, torch.empty_like(stats)
+
+
+@torch.library.register_fake("eca_cuda::eca_tail_forward")
+def _eca_tail_forward_fake(x, weight, residual, scale, gain, activation, padding_mode):
+    for name, t in (("weight", weight), ("residual", residual), ("gain", gain)):
+        if t is not None:
+            torch._check(
+                t.device == x.device, lambda n=name: f"eca_tail: {n} must be on x's device"
+            )
+    return _eca_forward_fake(x, weight, padding_mode)
 
 
 @torch.library.register_fake("eca_cuda::eca_backward")

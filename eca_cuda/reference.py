@@ -47,6 +47,31 @@ def eca(x: torch.Tensor, weight: torch.Tensor, padding_mode: str = "zeros") -> t
     return x * gate.reshape(*gate.shape, *([1] * (x.dim() - 2)))
 
 
+def eca_tail(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    residual: torch.Tensor | None = None,
+    scale: float | torch.Tensor = 1.0,
+    activation: str = "none",
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """Reference block tail; same signature and result as :func:`eca_cuda.eca_tail`.
+
+    Computes, as an unfused block does, ``act(eca(x) * scale + residual)``.
+
+    Raises:
+        ValueError: unknown ``activation`` or ``padding_mode``.
+    """
+    if activation not in ("none", "relu"):
+        raise ValueError(f"eca_tail: activation must be 'none' or 'relu', got {activation!r}")
+    out = eca(x, weight, padding_mode)
+    if not (isinstance(scale, float | int) and scale == 1):
+        out = out * scale
+    if residual is not None:
+        out = out + residual
+    return torch.relu(out) if activation == "relu" else out
+
+
 class ECA(modules.ECA):
     """:class:`eca_cuda.ECA` computed by the reference: same parameters, init and state dict."""
 

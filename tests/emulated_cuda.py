@@ -61,14 +61,14 @@ class Emulation:
         """Names of the kernels launched so far."""
         return set(self.lib.eca_emu_launched().decode().split())
 
-    def _call(self, fn, x, tensors, k, padding_mode, channels_last, max_blocks, seed):
-        """fn(dtype, *tensors' pointers, N, C, L, k, ...) of the C API."""
+    def _call(self, fn, x, tensors, k, padding_mode, channels_last, max_blocks, seed, extra=()):
+        """fn(dtype, *tensors' pointers (None: null), N, C, L, k, ..., *extra) of the C API."""
         N, C, L = x.shape[0], x.shape[1], math.prod(x.shape[2:])
         args = [ctypes.c_int(DTYPE_CODES[x.dtype])]
-        args += [ctypes.c_void_p(t.data_ptr()) for t in tensors]
+        args += [ctypes.c_void_p(None if t is None else t.data_ptr()) for t in tensors]
         args += [ctypes.c_int64(s) for s in (N, C, L, k)]
         args += [ctypes.c_int(padding_mode == "circular"), ctypes.c_int(channels_last)]
-        args += [ctypes.c_int64(max_blocks), ctypes.c_int(seed)]
+        args += [ctypes.c_int64(max_blocks), ctypes.c_int(seed), *extra]
         if fn(*args) != 0:
             raise RuntimeError(self.lib.eca_emu_error().decode())
 
@@ -88,6 +88,41 @@ class Emulation:
         pooled, gate = torch.full((2, N, C), math.nan, dtype=acc).unbind()
         launch = (padding_mode, channels_last, max_blocks, seed)
         self._call(self.lib.eca_emu_forward, x, (xs, w, y, pooled, gate), w.numel(), *launch)
+        return from_kernel_layout(y, channels_last).reshape(x.shape), pooled, gate
+
+    def tail_forward(
+        self,
+        x,
+        weight,
+        residual,
+        scale,
+        gain,
+        activation,
+        padding_mode,
+        channels_last,
+        max_blocks=MAX_BLOCKS,
+        seed=-1,
+        offset=0,
+    ):
+        """(out, pooled, gate) of eca_tail_forward: :meth:`forward` with the block tail
+        ``act(y * scale * gain + residual)``; ``residual`` and ``gain`` may be None."""
+        N, C = x.shape[:2]
+        shape3 = (N, C, math.prod(x.shape[2:]))
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        xs = to_kernel_layout(x.reshape(shape3), channels_last, offset)
+        res = None
+        if residual is not None:
+            res = to_kernel_layout(residual.reshape(shape3), channels_last, offset)
+        g = None if gain is None else gain.to(acc).reshape(())
+        w = weight.reshape(-1).to(acc).contiguous()
+        y = to_kernel_layout(torch.full(shape3, math.nan, dtype=x.dtype), channels_last, offset)
+        pooled, gate, multiplier = torch.full((3, N, C), math.nan, dtype=acc).unbind()
+        if scale == 1.0 and gain is None:
+            multiplier = None
+        tensors = (xs, w, res, g, y, pooled, gate, multiplier)
+        launch = (padding_mode, channels_last, max_blocks, seed)
+        extra = (ctypes.c_double(scale), ctypes.c_int(activation == "relu"))
+        self._call(self.lib.eca_emu_tail_forward, x, tensors, w.numel(), *launch, extra=extra)
         return from_kernel_layout(y, channels_last).reshape(x.shape), pooled, gate
 
     def backward(

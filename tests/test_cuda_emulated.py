@@ -150,3 +150,51 @@ def test_every_cuda_kernel_is_emulated(tmp_path):
     kernels = set(re.findall(r"__global__\s+void\s+(\w+)", source))
     assert len(kernels) == 8, kernels
     assert emulation.launched() == kernels
+
+
+TAILS = {
+    "residual + relu": dict(residual=True, scale=1.0, gain=None, activation="relu"),
+    "residual, scale (NormFreeBlock)": dict(residual=True, scale=0.4, gain=None, activation="none"),
+    "gain, relu, no residual": dict(residual=False, scale=2.0, gain=0.3, activation="relu"),
+}
+
+
+@pytest.mark.parametrize("tail", TAILS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(
+    "shape", [(2, 16, 5, 5), (2, 37, 3, 5), (3, 40, 1, 1), (2, 12, 7, 7)], ids=str
+)
+def test_emulated_cuda_tail(emulation, shape, dtype, tail):
+    """eca_tail_forward's CUDA launches (the gate kernel's multiplier, the rescale's residual
+    and ReLU, packed and element by element): the same bits for every layout, grid and
+    alignment, and the CPU operator's values up to rounding."""
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    x, weight, _ = make_inputs(shape, 3, dtype, "cpu", "contiguous", weight_dtype=acc)
+    residual = torch.randn(shape).to(dtype) if TAILS[tail]["residual"] else None
+    gain = None if TAILS[tail]["gain"] is None else torch.tensor(TAILS[tail]["gain"], dtype=acc)
+    args = (x, weight, residual, TAILS[tail]["scale"], gain, TAILS[tail]["activation"], "zeros")
+    runs = {
+        (layout, grid, offset): emulation.tail_forward(
+            *args, layout, max_blocks=GRIDS[grid][0], seed=GRIDS[grid][1], offset=offset
+        )
+        for layout in (False, True)
+        for grid in GRIDS
+        for offset in (0, 1)
+    }
+    first = runs[(False, "full grid", 0)]
+    for key, run in runs.items():
+        for name, u, v in zip(("out", "pooled", "gate"), first, run):
+            assert torch.equal(bits(u), bits(v)), f"{name}: contiguous, full grid vs {key}"
+    cpu = torch.ops.eca_cuda.eca_tail_forward(*args)
+    for name, ours, theirs in zip(("y", "pooled", "gate"), first, cpu):
+        assert_close_to_cpu(ours, theirs, name)
+    if TAILS[tail]["activation"] == "relu":
+        assert (first[0] >= 0).all()
+
+
+def test_emulated_cuda_tail_without_a_tail_is_the_plain_forward(emulation):
+    x, weight, _ = make_inputs((2, 16, 5, 5), 3, torch.float32, "cpu", "contiguous")
+    plain = emulation.forward(x, weight, "zeros", False)
+    tail = emulation.tail_forward(x, weight, None, 1.0, None, "none", "zeros", False)
+    for u, v in zip(plain, tail):
+        assert torch.equal(bits(u), bits(v))

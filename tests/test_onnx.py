@@ -93,9 +93,44 @@ def test_converted_timm_model_exports_and_runs_in_onnxruntime():
     program = export(model, x)
     types = op_types(program)
     assert types.count("Sigmoid") == len(layers)
+    assert types.count("Relu") >= 2 * len(layers)  # each fused tail's, and conv1's or conv2's
     with torch.no_grad():
         logits = model(x)
     torch.testing.assert_close(run_onnxruntime(program, x), logits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "scale, gain, activation, with_residual",
+    [(1.0, None, "relu", True), (0.4, None, "none", True), (2.0, 0.5, "relu", False)],
+    ids=["resnet tail", "normfree tail", "gain, no residual"],
+)
+def test_tail_exports_to_standard_ops_and_matches(scale, gain, activation, with_residual):
+    class Tail(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.eca = eca_cuda.ECA(kernel_size=5)
+            self.gain = None if gain is None else nn.Parameter(torch.tensor(gain))
+
+        def forward(self, x, residual):
+            return self.eca.tail(
+                x, residual if with_residual else None, scale, self.gain, activation
+            )
+
+    torch.manual_seed(0)
+    model = Tail().eval()
+    x, residual = torch.randn(2, 16, 5, 5), torch.randn(2, 16, 5, 5)
+    program = torch.onnx.export(
+        model,
+        (x, residual),
+        dynamo=True,
+        verbose=False,
+        custom_translation_table=eca_cuda.onnx_translation_table(),
+    )
+    types = op_types(program)
+    assert ("Add" in types) == with_residual and ("Relu" in types) == (activation == "relu")
+    with torch.no_grad():
+        ours = model(x, residual)
+    torch.testing.assert_close(run_onnxruntime(program, x, residual), ours)
 
 
 def test_translation_rejects_unknown_padding_mode():

@@ -1,5 +1,5 @@
-// Registers the CPU kernels for eca_forward / eca_backward, choosing once, at the first
-// call, the build for the best instruction set torch's own CPU capability allows.
+// Registers the CPU kernels for eca_forward / eca_tail_forward / eca_backward, choosing once, at
+// the first call, the build for the best instruction set torch's own CPU capability allows.
 #include "eca_kernels_cpu.h"
 
 #include <ATen/Version.h>
@@ -47,6 +47,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> eca_forward_cpu(const at::Tensor&
   return run_forward(x, weight, padding_mode, kernels().forward);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> eca_tail_forward_cpu(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& residual,
+    double scale, const std::optional<at::Tensor>& gain, c10::string_view activation,
+    c10::string_view padding_mode) {
+  return run_tail_forward(x, weight, residual, scale, gain, activation, padding_mode,
+                          kernels().forward);
+}
+
 std::tuple<at::Tensor, at::Tensor> eca_backward_cpu(const at::Tensor& grad_y, const at::Tensor& x,
                                                     const at::Tensor& weight,
                                                     const at::Tensor& pooled,
@@ -65,5 +73,6 @@ std::string capability() {
 
 TORCH_LIBRARY_IMPL(eca_cuda, CPU, m) {
   m.impl("eca_forward", &eca_cuda::cpu::eca_forward_cpu);
+  m.impl("eca_tail_forward", &eca_cuda::cpu::eca_tail_forward_cpu);
   m.impl("eca_backward", &eca_cuda::cpu::eca_backward_cpu);
 }

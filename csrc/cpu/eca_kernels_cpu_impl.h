@@ -53,6 +53,18 @@
 namespace eca_cuda::cpu::CPU_CAPABILITY {
 namespace {
 
+// f(tail) with the Tail type of the problem's residual and activation: chosen once per call
+// of f, so that each rescale loop is compiled for its tail.
+template <typename scalar_t, typename F>
+void with_tail(const ForwardProblem& p, const F& f) {
+  const scalar_t* residual = p.residual.defined() ? p.residual.const_data_ptr<scalar_t>() : nullptr;
+  with_flag(residual != nullptr, [&](auto has_residual) {
+    with_flag(p.activation == Activation::ReLU, [&](auto relu) {
+      f(Tail<scalar_t, decltype(has_residual)::value, decltype(relu)::value>{residual});
+    });
+  });
+}
+
 template <typename scalar_t>
 void forward_typed(const ForwardProblem& p) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -64,31 +76,42 @@ void forward_typed(const ForwardProblem& p) {
   acc_t* gate = p.gate.mutable_data_ptr<acc_t>();
   const acc_t inv_L = acc_t(1) / acc_t(L);
   const int64_t pad = (k - 1) / 2;
+  // The tail's factors: the rescale multiplies by m = gate * scale * gain when given.
+  acc_t* multiplier = p.multiplier.defined() ? p.multiplier.mutable_data_ptr<acc_t>() : nullptr;
+  const acc_t factor =
+      acc_t(p.scale) * (p.gain.defined() ? *p.gain.const_data_ptr<acc_t>() : acc_t(1));
+  const acc_t* rescale_by = multiplier ? multiplier : gate;
+  const auto gates = [&](int64_t r0, int64_t r1, const auto& pooled_at) {
+    channel_conv_rows(pooled_at, w, k, /*transposed=*/false, C, p.mode, r0, r1, gate);
+    sigmoid_inplace(gate + r0, r1 - r0);
+    for (int64_t r = r0; multiplier && r < r1; ++r) multiplier[r] = gate[r] * factor;
+  };
 
   if (p.layout == Layout::ChannelsFirst) {
     const RowSum<scalar_t, acc_t> mean_of_row{x, nullptr, L, inv_L};
-    pipeline_rows<acc_t>(
-        N * C, L, sizeof(scalar_t), pad, pooled, mean_of_row,
-        [&](int64_t r0, int64_t r1, const auto& pooled_at) {
-          channel_conv_rows(pooled_at, w, k, /*transposed=*/false, C, p.mode, r0, r1, gate);
-          sigmoid_inplace(gate + r0, r1 - r0);
-          scale_shift_rows<scalar_t, acc_t>(x + r0 * L, gate + r0, nullptr, r1 - r0, L, y + r0 * L);
-        });
+    pipeline_rows<acc_t>(N * C, L, sizeof(scalar_t), pad, pooled, mean_of_row,
+                         [&](int64_t r0, int64_t r1, const auto& pooled_at) {
+                           gates(r0, r1, pooled_at);
+                           with_tail<scalar_t>(p, [&](const auto& tail) {
+                             scale_shift_rows<scalar_t, acc_t>(x + r0 * L, rescale_by + r0, nullptr,
+                                                               r1 - r0, L, y + r0 * L,
+                                                               tail.at(r0 * L));
+                           });
+                         });
     return;
   }
   channels_last_two_phase<scalar_t, acc_t>(
       x, nullptr, N, C, L, inv_L, pooled, p.pooled.options(),
       [&](int64_t begin, int64_t end) {
-        at::parallel_for(begin, end, grain_rows(k), [&](int64_t r0, int64_t r1) {
-          channel_conv_rows(KnownStats<acc_t>{pooled}, w, k, /*transposed=*/false, C, p.mode, r0,
-                            r1, gate);
-          sigmoid_inplace(gate + r0, r1 - r0);
-        });
+        at::parallel_for(begin, end, grain_rows(k),
+                         [&](int64_t r0, int64_t r1) { gates(r0, r1, KnownStats<acc_t>{pooled}); });
       },
       [&](int64_t n, int64_t row0, int64_t rows) {
         const int64_t offset = (n * L + row0) * C;
-        scale_shift_rows_channels_last<scalar_t, acc_t>(x + offset, gate + n * C, nullptr, rows, C,
-                                                        y + offset);
+        with_tail<scalar_t>(p, [&](const auto& tail) {
+          scale_shift_rows_channels_last<scalar_t, acc_t>(x + offset, rescale_by + n * C, nullptr,
+                                                          rows, C, y + offset, tail.at(offset));
+        });
       });
 }
 

@@ -1,5 +1,6 @@
 // The rescale of the CPU kernels: out = in * scale + shift per channel (the forward's
-// y = x * s with no shift; the backward's dx = g * s + dp / L), for both layouts.
+// y = x * s with no shift; the backward's dx = g * s + dp / L), for both layouts, and the
+// forward's block tail: out = act(in * scale + residual).
 #pragma once
 
 #ifndef CPU_CAPABILITY  // compiled once per instruction set, after the target pragma
@@ -9,17 +10,44 @@
 namespace eca_cuda::cpu::CPU_CAPABILITY {
 namespace {
 
-// One row: out[l] = in[l] * s + shift (shift = 0 in the forward).
-template <typename scalar_t, typename acc_t>
+// The block tail of a forward rescale: the residual (same offsets as out) replaces the shift,
+// which the forward does not have, and the activation follows. NoTail compiles to nothing, so
+// the plain layer's loops are what they were.
+template <typename scalar_t, bool kResidual, bool kReLU>
+struct Tail {
+  const scalar_t* residual = nullptr;
+
+  Tail at(int64_t offset) const { return {kResidual ? residual + offset : nullptr}; }
+  // The addend of elements [e, e + n) into t0, t1 (left as they are without a residual).
+  template <typename Vec>
+  void addend(int64_t e, int64_t n, Vec& t0, Vec& t1) const {
+    if constexpr (kResidual) VecIO<scalar_t>::load(residual + e, n, t0, t1);
+  }
+  template <typename Vec>
+  void activate(Vec& a, Vec& b) const {
+    if constexpr (kReLU) {  // max(0, v), NaN kept as relu keeps it
+      a = at::vec::clamp_min(a, Vec(0));
+      b = at::vec::clamp_min(b, Vec(0));
+    }
+  }
+};
+template <typename scalar_t>
+using NoTail = Tail<scalar_t, false, false>;
+
+// One row: out[l] = in[l] * s + shift (shift = 0 in the forward), then the tail.
+template <typename scalar_t, typename acc_t, typename TailT = NoTail<scalar_t>>
 void scale_shift_row(const scalar_t* __restrict__ in, acc_t s, acc_t shift, int64_t L,
-                     scalar_t* __restrict__ out) {
+                     scalar_t* __restrict__ out, const TailT& tail = {}) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
-  const Vec scale(s), offset(shift);
-  Vec a, b;
+  const Vec scale(s);
+  Vec a, b, t0(shift), t1(shift);
   for (int64_t l = 0; l < L; l += IO::kStep) {
     IO::load(in + l, L - l, a, b);
-    IO::store(out + l, L - l, at::vec::fmadd(a, scale, offset), at::vec::fmadd(b, scale, offset));
+    tail.addend(l, L - l, t0, t1);
+    Vec v0 = at::vec::fmadd(a, scale, t0), v1 = at::vec::fmadd(b, scale, t1);
+    tail.activate(v0, v1);
+    IO::store(out + l, L - l, v0, v1);
   }
 }
 
@@ -28,15 +56,16 @@ void scale_shift_row(const scalar_t* __restrict__ in, acc_t s, acc_t shift, int6
 // rows as one flat range, aligned to out, taking each lane's scale (and shift) from the row it
 // falls in: a row that is not a whole number of cache lines (7x7, 14x14) would otherwise store
 // every vector across two lines, and take a partial vector at its end.
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t, typename TailT = NoTail<scalar_t>>
 void scale_shift_rows(const scalar_t* in, const acc_t* scale, const acc_t* shift, int64_t rows,
-                      int64_t L, scalar_t* out) {
+                      int64_t L, scalar_t* out, const TailT& tail = {}) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t kStep = IO::kStep, V = Vec::size();
   if (L < kStep) {  // a step could span more than two rows
     for (int64_t r = 0; r < rows; ++r) {
-      scale_shift_row(in + r * L, scale[r], shift ? shift[r] : acc_t(0), L, out + r * L);
+      scale_shift_row(in + r * L, scale[r], shift ? shift[r] : acc_t(0), L, out + r * L,
+                      tail.at(r * L));
     }
     return;
   }
@@ -61,7 +90,10 @@ void scale_shift_rows(const scalar_t* in, const acc_t* scale, const acc_t* shift
       }
     }
     IO::load(in + e, n, a0, a1);
-    IO::store(out + e, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
+    tail.addend(e, n, t0, t1);
+    Vec v0 = at::vec::fmadd(a0, s0, t0), v1 = at::vec::fmadd(a1, s1, t1);
+    tail.activate(v0, v1);
+    IO::store(out + e, n, v0, v1);
     e += n;
     if (e >= row_end) {
       ++r;
@@ -80,10 +112,10 @@ void scale_shift_rows(const scalar_t* in, const acc_t* scale, const acc_t* shift
 // scale_shift_rows_channels_last when rows end inside a vector: full vectors run across rows
 // (a partial one per row costs as much as the rest of a narrow row), reading scale and shift
 // from copies repeated past C. Out of line, which keeps the row loop's code as it was.
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t, typename TailT>
 [[gnu::noinline]] void scale_shift_whole_rows(const scalar_t* in, const acc_t* scale,
                                               const acc_t* shift, int64_t total, int64_t C,
-                                              scalar_t* out) {
+                                              scalar_t* out, const TailT& tail) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t kStep = IO::kStep;
@@ -100,22 +132,26 @@ template <typename scalar_t, typename acc_t>
     IO::load(in + e, n, a0, a1);
     VecIO<acc_t>::load(repeated.data() + c, n, s0, s1);
     if (shift) VecIO<acc_t>::load(repeated.data() + period + c, n, t0, t1);
-    IO::store(out + e, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
+    tail.addend(e, n, t0, t1);
+    Vec v0 = at::vec::fmadd(a0, s0, t0), v1 = at::vec::fmadd(a1, s1, t1);
+    tail.activate(v0, v1);
+    IO::store(out + e, n, v0, v1);
     c += advance;
     if (c >= C) c -= C;
   }
 }
 
 // Channels last: out[r, c] = in[r, c] * scale[c] + shift[c] (shift = 0 when null) for
-// `rows` rows of C.
-template <typename scalar_t, typename acc_t>
+// `rows` rows of C, then the tail.
+template <typename scalar_t, typename acc_t, typename TailT = NoTail<scalar_t>>
 void scale_shift_rows_channels_last(const scalar_t* in, const acc_t* scale, const acc_t* shift,
-                                    int64_t rows, int64_t C, scalar_t* out) {
+                                    int64_t rows, int64_t C, scalar_t* out,
+                                    const TailT& tail = {}) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t kStep = IO::kStep;
   if (C % kStep != 0 && rows > 1) {
-    scale_shift_whole_rows(in, scale, shift, rows * C, C, out);
+    scale_shift_whole_rows(in, scale, shift, rows * C, C, out, tail);
     return;
   }
   with_flag(shift != nullptr, [&](auto shifted) {
@@ -125,7 +161,10 @@ void scale_shift_rows_channels_last(const scalar_t* in, const acc_t* scale, cons
         IO::load(in + r * C + c, n, a0, a1);
         VecIO<acc_t>::load(scale + c, n, s0, s1);
         if constexpr (decltype(shifted)::value) VecIO<acc_t>::load(shift + c, n, t0, t1);
-        IO::store(out + r * C + c, n, at::vec::fmadd(a0, s0, t0), at::vec::fmadd(a1, s1, t1));
+        tail.addend(r * C + c, n, t0, t1);
+        Vec v0 = at::vec::fmadd(a0, s0, t0), v1 = at::vec::fmadd(a1, s1, t1);
+        tail.activate(v0, v1);
+        IO::store(out + r * C + c, n, v0, v1);
       });
     }
   });

@@ -20,13 +20,18 @@ __device__ __forceinline__ void for_each_index(int64_t n, const F& f) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) f(i);
 }
 
+// gate = sigmoid(conv(pooled)), and with a block tail's factors multiplier = gate * scale *
+// gain (gain null: 1).
 template <typename acc_t>
 __global__ void gate_kernel(const acc_t* __restrict__ pooled, const acc_t* __restrict__ w,
                             int64_t NC, int64_t C, int64_t k, PaddingMode mode,
-                            acc_t* __restrict__ gate) {
+                            acc_t* __restrict__ gate, acc_t scale, const acc_t* __restrict__ gain,
+                            acc_t* __restrict__ multiplier) {
   for_each_index(NC, [&](int64_t r) {
     const int64_t n = r / C, c = r % C;
-    gate[r] = sigmoid(channel_conv(pooled + n * C, w, k, c, C, mode));
+    const acc_t s = sigmoid(channel_conv(pooled + n * C, w, k, c, C, mode));
+    gate[r] = s;
+    if (multiplier) multiplier[r] = s * (scale * (gain ? *gain : acc_t(1)));
   });
 }
 
@@ -94,19 +99,39 @@ __device__ __forceinline__ int64_t row_of(int64_t i, int64_t C, int64_t L) {
   return kChannelsLast ? (i / (L * C)) * C + i % C : i / L;
 }
 
+// The forward's block tail after the rescale: a residual (x's layout, or null) and an
+// activation; the backward passes {nullptr, None}.
+template <typename scalar_t>
+struct TailArgs {
+  const scalar_t* residual;
+  Activation activation;
+};
+
+// One element: act(v * scale[r] + shift[r], or + the residual element `res` when there is
+// one), rounded once. (Shift and residual never come together.)
 template <typename scalar_t, typename acc_t>
 __device__ __forceinline__ scalar_t scale_shift_one(scalar_t v, const acc_t* scale,
-                                                    const acc_t* shift, int64_t r) {
-  return scalar_t(shift ? fma(acc_t(v), scale[r], shift[r]) : acc_t(v) * scale[r]);
+                                                    const acc_t* shift, int64_t r,
+                                                    const scalar_t* res, Activation act) {
+  acc_t out;
+  if (shift) {
+    out = fma(acc_t(v), scale[r], shift[r]);
+  } else if (res) {
+    out = fma(acc_t(v), scale[r], acc_t(*res));
+  } else {
+    out = acc_t(v) * scale[r];
+  }
+  return scalar_t(activate(out, act));
 }
 
-// out = in * scale[n, c] (+ shift[n, c]) over all elements, one element a step.
+// out = in * scale[n, c] (+ shift[n, c]), then the tail, over all elements, one element a step.
 template <typename scalar_t, typename acc_t, bool kChannelsLast>
 __global__ void scale_shift_kernel(const scalar_t* __restrict__ in, const acc_t* __restrict__ scale,
                                    const acc_t* __restrict__ shift, int64_t numel, int64_t C,
-                                   int64_t L, scalar_t* __restrict__ out) {
+                                   int64_t L, scalar_t* __restrict__ out, TailArgs<scalar_t> tail) {
   for_each_index(numel, [&](int64_t i) {
-    out[i] = scale_shift_one(in[i], scale, shift, row_of<kChannelsLast>(i, C, L));
+    out[i] = scale_shift_one(in[i], scale, shift, row_of<kChannelsLast>(i, C, L),
+                             tail.residual ? tail.residual + i : nullptr, tail.activation);
   });
 }
 
@@ -126,7 +151,8 @@ template <typename scalar_t, typename acc_t, bool kChannelsLast>
 __global__ void scale_shift_packed_kernel(const scalar_t* __restrict__ in,
                                           const acc_t* __restrict__ scale,
                                           const acc_t* __restrict__ shift, int64_t numel, int64_t C,
-                                          int64_t L, scalar_t* __restrict__ out) {
+                                          int64_t L, scalar_t* __restrict__ out,
+                                          TailArgs<scalar_t> tail) {
   using Pack = Pack16<scalar_t>;
   constexpr int kSize = Pack::kSize;
   const int64_t packs = numel / kSize;
@@ -135,17 +161,21 @@ __global__ void scale_shift_packed_kernel(const scalar_t* __restrict__ in,
     const int64_t r = row_of<kChannelsLast>(i, C, L);
     const int64_t l = kChannelsLast ? 0 : i - r * L;  // position of element i in its row
     const Pack a = reinterpret_cast<const Pack*>(in)[q];
+    Pack res;  // read only with a residual
+    if (tail.residual) res = reinterpret_cast<const Pack*>(tail.residual)[q];
     Pack b;
 #pragma unroll
     for (int m = 0; m < kSize; ++m) {
       const int64_t rm = kChannelsLast ? r + m : r + (l + m >= L);
-      b.v[m] = scale_shift_one(a.v[m], scale, shift, rm);
+      b.v[m] = scale_shift_one(a.v[m], scale, shift, rm, tail.residual ? &res.v[m] : nullptr,
+                               tail.activation);
     }
     reinterpret_cast<Pack*>(out)[q] = b;
   });
   for_each_index(numel - packs * kSize, [&](int64_t e) {
     const int64_t i = packs * kSize + e;
-    out[i] = scale_shift_one(in[i], scale, shift, row_of<kChannelsLast>(i, C, L));
+    out[i] = scale_shift_one(in[i], scale, shift, row_of<kChannelsLast>(i, C, L),
+                             tail.residual ? tail.residual + i : nullptr, tail.activation);
   });
 }
 

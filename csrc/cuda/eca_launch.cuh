@@ -54,57 +54,61 @@ void launch_reduce(Launcher& launch, const scalar_t* a, const scalar_t* b, int64
   }
 }
 
-// Whether scale_shift_packed_kernel may run: both pointers 16-byte aligned, and its condition
-// on the layout (see the kernel).
+// Whether scale_shift_packed_kernel may run: every pointer 16-byte aligned (the residual
+// when there is one), and its condition on the layout (see the kernel).
 template <typename scalar_t>
-bool scale_shift_packs(const scalar_t* in, const scalar_t* out, int64_t C, int64_t L,
-                       Layout layout) {
+bool scale_shift_packs(const scalar_t* in, const scalar_t* out, const scalar_t* residual, int64_t C,
+                       int64_t L, Layout layout) {
   constexpr int64_t kSize = Pack16<scalar_t>::kSize;
   const bool aligned = reinterpret_cast<std::uintptr_t>(in) % 16 == 0 &&
-                       reinterpret_cast<std::uintptr_t>(out) % 16 == 0;
+                       reinterpret_cast<std::uintptr_t>(out) % 16 == 0 &&
+                       reinterpret_cast<std::uintptr_t>(residual) % 16 == 0;
   return aligned && (layout == Layout::ChannelsLast ? C % kSize == 0 : L >= kSize);
 }
 
-// out = in * scale (+ shift), each (N, C) value over its channel's L elements.
+// out = in * scale (+ shift), each (N, C) value over its channel's L elements, then the tail.
 template <typename scalar_t, typename acc_t, typename Launcher>
 void launch_scale_shift(Launcher& launch, const scalar_t* in, const acc_t* scale,
                         const acc_t* shift, int64_t N, int64_t C, int64_t L, Layout layout,
-                        scalar_t* out, int64_t max_blocks) {
+                        scalar_t* out, int64_t max_blocks,
+                        TailArgs<scalar_t> tail = {nullptr, Activation::None}) {
   const int64_t numel = N * C * L;
   if (numel == 0) return;
   const bool last = layout == Layout::ChannelsLast;
-  if (scale_shift_packs(in, out, C, L, layout)) {
+  if (scale_shift_packs(in, out, tail.residual, C, L, layout)) {
     const LaunchConfig config = threads_for(numel / Pack16<scalar_t>::kSize, max_blocks);
     if (last) {
       launch("scale_shift_packed_kernel", scale_shift_packed_kernel<scalar_t, acc_t, true>, config,
-             in, scale, shift, numel, C, L, out);
+             in, scale, shift, numel, C, L, out, tail);
     } else {
       launch("scale_shift_packed_kernel", scale_shift_packed_kernel<scalar_t, acc_t, false>, config,
-             in, scale, shift, numel, C, L, out);
+             in, scale, shift, numel, C, L, out, tail);
     }
     return;
   }
   const LaunchConfig config = threads_for(numel, max_blocks);
   if (last) {
     launch("scale_shift_kernel", scale_shift_kernel<scalar_t, acc_t, true>, config, in, scale,
-           shift, numel, C, L, out);
+           shift, numel, C, L, out, tail);
   } else {
     launch("scale_shift_kernel", scale_shift_kernel<scalar_t, acc_t, false>, config, in, scale,
-           shift, numel, C, L, out);
+           shift, numel, C, L, out, tail);
   }
 }
 
-// y = x * sigmoid(conv(mean_l x)): 3 launches. Expects N * C > 0 (the caller returns early).
+// y = act(x * sigmoid(conv(mean_l x)) * scale * gain + residual), the tail optional: 3
+// launches. Expects N * C > 0 (the caller returns early).
 template <typename scalar_t, typename acc_t, typename Launcher>
 void launch_forward(Launcher& launch, const ForwardArgs<scalar_t, acc_t>& a) {
   const int64_t NC = a.N * a.C;
   launch_reduce(launch, a.x, static_cast<const scalar_t*>(nullptr), a.N, a.C, a.L, a.layout,
                 acc_t(1) / acc_t(a.L), a.pooled, a.max_blocks);
   launch("gate_kernel", gate_kernel<acc_t>, threads_for(NC, a.max_blocks),
-         static_cast<const acc_t*>(a.pooled), a.weight, NC, a.C, a.k, a.mode, a.gate);
-  launch_scale_shift(launch, a.x, static_cast<const acc_t*>(a.gate),
-                     static_cast<const acc_t*>(nullptr), a.N, a.C, a.L, a.layout, a.y,
-                     a.max_blocks);
+         static_cast<const acc_t*>(a.pooled), a.weight, NC, a.C, a.k, a.mode, a.gate, a.scale,
+         a.gain, a.multiplier);
+  launch_scale_shift(launch, a.x, static_cast<const acc_t*>(a.multiplier ? a.multiplier : a.gate),
+                     static_cast<const acc_t*>(nullptr), a.N, a.C, a.L, a.layout, a.y, a.max_blocks,
+                     TailArgs<scalar_t>{a.residual, a.activation});
 }
 
 // grad_x = g * s + dp / L and grad_weight: 5 launches (t = sum_l g x; dz; dp / L; grad_x;

@@ -24,6 +24,12 @@ struct ForwardArgs {
   PaddingMode mode;
   Layout layout;
   int64_t max_blocks = kMaxBlocks;  // the tests lower it, so every grid-stride loop wraps
+  // The block tail, y = act(x * gate * scale * gain + residual); the plain layer has none.
+  const scalar_t* residual = nullptr;  // x's layout, or null
+  acc_t scale = acc_t(1);
+  const acc_t* gain = nullptr;  // one value, or null
+  acc_t* multiplier = nullptr;  // (N, C) gate * scale * gain; null when neither is given
+  Activation activation = Activation::None;
 };
 
 template <typename scalar_t, typename acc_t>

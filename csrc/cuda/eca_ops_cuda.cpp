@@ -1,5 +1,5 @@
-// The CUDA registration of eca_forward / eca_backward: tensors to the plain arguments of the
-// CUDA entry points (eca_cuda_entry.h), on the current stream of x's device.
+// The CUDA registration of eca_forward / eca_tail_forward / eca_backward: tensors to the plain
+// arguments of the CUDA entry points (eca_cuda_entry.h), on the current stream of x's device.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
@@ -33,6 +33,11 @@ void forward_typed(const ForwardProblem& p) {
                                     p.k,
                                     p.mode,
                                     p.layout};
+  if (p.residual.defined()) args.residual = p.residual.const_data_ptr<scalar_t>();
+  args.scale = acc_t(p.scale);
+  if (p.gain.defined()) args.gain = p.gain.const_data_ptr<acc_t>();
+  if (p.multiplier.defined()) args.multiplier = p.multiplier.mutable_data_ptr<acc_t>();
+  args.activation = p.activation;
   check(forward_cuda(args, c10::cuda::getCurrentCUDAStream()));
 }
 
@@ -77,6 +82,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> eca_forward_cuda(const at::Tensor
   return run_forward(x, weight, padding_mode, &forward_kernel_cuda);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> eca_tail_forward_cuda(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& residual,
+    double scale, const std::optional<at::Tensor>& gain, c10::string_view activation,
+    c10::string_view padding_mode) {
+  return run_tail_forward(x, weight, residual, scale, gain, activation, padding_mode,
+                          &forward_kernel_cuda);
+}
+
 std::tuple<at::Tensor, at::Tensor> eca_backward_cuda(const at::Tensor& grad_y, const at::Tensor& x,
                                                      const at::Tensor& weight,
                                                      const at::Tensor& pooled,
@@ -90,5 +103,6 @@ std::tuple<at::Tensor, at::Tensor> eca_backward_cuda(const at::Tensor& grad_y, c
 
 TORCH_LIBRARY_IMPL(eca_cuda, CUDA, m) {
   m.impl("eca_forward", &eca_cuda::eca_forward_cuda);
+  m.impl("eca_tail_forward", &eca_cuda::eca_tail_forward_cuda);
   m.impl("eca_backward", &eca_cuda::eca_backward_cuda);
 }

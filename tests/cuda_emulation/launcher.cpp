@@ -38,10 +38,19 @@ std::unique_ptr<T[]> poisoned(int64_t n) {
   return p;
 }
 
+// The block tail of eca_tail_forward; the plain forward has none.
+struct Tail {
+  const void* residual = nullptr;
+  double scale = 1.0;
+  const void* gain = nullptr;
+  void* multiplier = nullptr;
+  int relu = 0;
+};
+
 template <typename scalar_t, typename acc_t>
 void forward(const void* x, const void* weight, void* y, void* pooled, void* gate, int64_t N,
              int64_t C, int64_t L, int64_t k, int circular, int channels_last, int64_t max_blocks,
-             const eca_emu::Options& options) {
+             const eca_emu::Options& options, const Tail& tail = {}) {
   eca_cuda::ForwardArgs<scalar_t, acc_t> args{
       static_cast<const scalar_t*>(x),
       static_cast<const acc_t*>(weight),
@@ -55,6 +64,11 @@ void forward(const void* x, const void* weight, void* y, void* pooled, void* gat
       circular ? eca_cuda::PaddingMode::Circular : eca_cuda::PaddingMode::Zeros,
       channels_last ? eca_cuda::Layout::ChannelsLast : eca_cuda::Layout::ChannelsFirst,
       max_blocks};
+  args.residual = static_cast<const scalar_t*>(tail.residual);
+  args.scale = acc_t(tail.scale);
+  args.gain = static_cast<const acc_t*>(tail.gain);
+  args.multiplier = static_cast<acc_t*>(tail.multiplier);
+  args.activation = tail.relu ? eca_cuda::Activation::ReLU : eca_cuda::Activation::None;
   EmulatedLauncher launch{options};
   eca_cuda::launch_forward(launch, args);
 }
@@ -134,6 +148,21 @@ int eca_emu_forward(int dtype, const void* x, const void* weight, void* y, void*
   return dispatch(dtype, [&]<typename scalar_t, typename acc_t>() {
     forward<scalar_t, acc_t>(x, weight, y, pooled, gate, N, C, L, k, circular, channels_last,
                              max_blocks, options_for(shuffle_seed));
+  });
+}
+
+// eca_emu_forward with the block tail of eca_cuda::ForwardArgs: residual (x's layout), gain
+// (one accumulation-dtype value) and multiplier ((N, C) scratch, needed with scale != 1 or a
+// gain) may be null.
+int eca_emu_tail_forward(int dtype, const void* x, const void* weight, const void* residual,
+                         const void* gain, void* y, void* pooled, void* gate, void* multiplier,
+                         int64_t N, int64_t C, int64_t L, int64_t k, int circular,
+                         int channels_last, int64_t max_blocks, int shuffle_seed, double scale,
+                         int relu) {
+  const Tail tail{residual, scale, gain, multiplier, relu};
+  return dispatch(dtype, [&]<typename scalar_t, typename acc_t>() {
+    forward<scalar_t, acc_t>(x, weight, y, pooled, gate, N, C, L, k, circular, channels_last,
+                             max_blocks, options_for(shuffle_seed), tail);
   });
 }
 
