@@ -1,6 +1,7 @@
 """The authors' ECA code (BangguWu/ECANet, MIT licence), copied as users copy it into their
-own projects: ``eca_layer`` from ``models/eca_module.py`` and ``ECABottleneck`` from
-``models/eca_resnet.py``, plus a small ECA-ResNet built from those bottlenecks."""
+own projects: ``eca_layer`` from ``models/eca_module.py``, ``ECABasicBlock`` and
+``ECABottleneck`` from ``models/eca_resnet.py``, plus a small ECA-ResNet built from those
+bottlenecks."""
 
 from torch import nn
 
@@ -21,6 +22,35 @@ class eca_layer(nn.Module):  # noqa: N801  (the authors' name)
 
 def conv3x3(in_planes, out_planes, stride=1):
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+class ECABasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, k_size=3):
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes, 1)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.eca = eca_layer(planes, k_size)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        residual = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.eca(out)
+        if self.downsample is not None:
+            residual = self.downsample(x)
+        out += residual
+        out = self.relu(out)
+        return out
 
 
 class ECABottleneck(nn.Module):

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from authors_eca import eca_layer
+from authors_eca import ECABasicBlock, eca_layer
 from torch import nn
 
 import eca_cuda
@@ -18,13 +18,15 @@ STEPS = 3
 
 
 def make_model():
-    """Convolutions and the authors' ECA layers, no batch norm (whose statistics would
-    differ between per-process and whole batches), converted by convert_eca."""
+    """Convolutions, the authors' ECA layers and one ECABasicBlock (its tail fused), converted
+    by convert_eca; batch norm in eval mode, as its batch statistics would differ between
+    per-process and whole batches."""
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1),
         eca_layer(16, k_size=3),
         nn.ReLU(),
+        ECABasicBlock(16, 16),
         nn.Conv2d(16, 32, 3, padding=1, stride=2),
         eca_layer(32, k_size=5),
         nn.ReLU(),
@@ -32,7 +34,11 @@ def make_model():
         nn.Flatten(),
         nn.Linear(32, 10),
     )
-    return eca_cuda.convert_eca(model)
+    model = eca_cuda.convert_eca(model)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+    return model
 
 
 def batches():
@@ -70,7 +76,9 @@ def worker(rank, init_file, out_file):
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_ddp_matches_single_process():
-    assert sum(isinstance(m, eca_cuda.ECA) for m in make_model().modules()) == 2
+    model = make_model()
+    assert sum(isinstance(m, eca_cuda.ECA) for m in model.modules()) == 3
+    assert getattr(type(model[3]), "eca_tail_fused", False)
     with tempfile.TemporaryDirectory() as tmp:
         out_file = os.path.join(tmp, "ddp.pt")
         mp.spawn(worker, args=(os.path.join(tmp, "init"), out_file), nprocs=WORLD_SIZE)
@@ -79,5 +87,7 @@ def test_ddp_matches_single_process():
     train(single, batches())
     start = make_model().state_dict()
     for name, value in single.state_dict().items():
+        if "running" in name or "num_batches" in name:  # eval-mode batch norm: fixed
+            continue
         assert not torch.equal(value, start[name]), f"{name} did not train"
         torch.testing.assert_close(ddp_state[name], value, rtol=1e-5, atol=1e-6, msg=name)
