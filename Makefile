@@ -1,4 +1,5 @@
-# Fresh machine, two commands:  `make demo` (benchmark + digits training)  and  `make test`.
+# Fresh machine, two commands:  `make demo` (layer and model benchmarks + digits training)
+# and  `make test`.
 # Both create .venv, install the build requirements (torch included), then the package from
 # source with its extras (pyproject.toml), built against that torch; later runs rebuild only
 # when csrc/, setup.py or pyproject.toml change.
@@ -21,7 +22,7 @@ LINT_CXX := $(CXX_SOURCES) $(wildcard tests/cuda_emulation/*)
 # (benchmarks/README.md); background compile workers would take both cores.
 BENCH_ENV := GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184 TORCHINDUCTOR_COMPILE_THREADS=1
 
-.PHONY: install test demo bench digits lint format clean
+.PHONY: install test demo bench bench-models digits lint format clean
 
 install: $(BUILD_STAMP)
 
@@ -50,10 +51,13 @@ $(BUILD_STAMP): $(DEPS_STAMP) setup.py pyproject.toml $(CXX_SOURCES)
 test: install
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-demo: bench digits
+demo: bench bench-models digits
 
 bench: install
 	$(BENCH_ENV) $(PY) benchmarks/bench_eca.py $(if $(FULL),--full)
+
+bench-models: install
+	$(BENCH_ENV) $(PY) benchmarks/bench_models.py $(if $(FULL),--preset cpu)
 
 digits: install
 	$(PY) examples/train_digits.py $(if $(FULL),--epochs 30)

@@ -20,6 +20,11 @@ extern "C" {
 int eca_emu_forward(int dtype, const void* x, const void* weight, void* y, void* pooled, void* gate,
                     int64_t N, int64_t C, int64_t L, int64_t k, int circular, int channels_last,
                     int64_t max_blocks, int shuffle_seed);
+int eca_emu_tail_forward(int dtype, const void* x, const void* weight, const void* residual,
+                         const void* gain, void* y, void* pooled, void* gate, void* multiplier,
+                         int64_t N, int64_t C, int64_t L, int64_t k, int circular,
+                         int channels_last, int64_t max_blocks, int shuffle_seed, double scale,
+                         int relu);
 int eca_emu_backward(int dtype, const void* grad_y, const void* x, const void* weight,
                      const void* pooled, const void* gate, void* grad_x, void* grad_weight,
                      int64_t N, int64_t C, int64_t L, int64_t k, int circular, int channels_last,
@@ -80,24 +85,35 @@ void run_case(int dtype, int64_t N, int64_t C, int64_t L, int64_t k, int circula
   std::mt19937 gen(seed);
   std::uniform_real_distribution<float> uniform(-1.0f, 2.0f);
   const int64_t numel = N * C * L;
-  Buffer<scalar_t> x(numel), grad_y(numel);
-  Buffer<acc_t> w(k);
+  Buffer<scalar_t> x(numel), grad_y(numel), residual(numel);
+  Buffer<acc_t> w(k), gain(1), multiplier(N * C);
   for (int64_t i = 0; i < numel; ++i) x.data[i] = scalar_t(uniform(gen));
   for (int64_t i = 0; i < numel; ++i) grad_y.data[i] = scalar_t(uniform(gen));
+  for (int64_t i = 0; i < numel; ++i) residual.data[i] = scalar_t(uniform(gen));
+  gain.data[0] = acc_t(0.75f);
   for (int64_t i = 0; i < k; ++i) w.data[i] = acc_t(uniform(gen) - 0.5f);
 
   std::vector<Buffer<acc_t>> pooled, gate, grad_w;
   std::vector<Buffer<scalar_t>> y, grad_x;
   for (const bool last : {false, true}) {
     const Buffer<scalar_t> xs = laid_out(x, N, C, L, last), gs = laid_out(grad_y, N, C, L, last);
+    const Buffer<scalar_t> rs = laid_out(residual, N, C, L, last);
     pooled.emplace_back(N * C);
     gate.emplace_back(N * C);
     y.emplace_back(numel);
     grad_x.emplace_back(numel);
     grad_w.emplace_back(k);
-    if (eca_emu_forward(dtype, xs.data.get(), w.data.get(), y.back().data.get(),
-                        pooled.back().data.get(), gate.back().data.get(), N, C, L, k, circular,
-                        last, max_blocks, last ? seed : -1) != 0 ||
+    // Circular cases run the forward with the full block tail (residual, gain, ReLU).
+    const int forward_failed =
+        circular
+            ? eca_emu_tail_forward(dtype, xs.data.get(), w.data.get(), rs.data.get(),
+                                   gain.data.get(), y.back().data.get(), pooled.back().data.get(),
+                                   gate.back().data.get(), multiplier.data.get(), N, C, L, k,
+                                   circular, last, max_blocks, last ? seed : -1, 0.5, 1)
+            : eca_emu_forward(dtype, xs.data.get(), w.data.get(), y.back().data.get(),
+                              pooled.back().data.get(), gate.back().data.get(), N, C, L, k,
+                              circular, last, max_blocks, last ? seed : -1);
+    if (forward_failed != 0 ||
         eca_emu_backward(dtype, gs.data.get(), xs.data.get(), w.data.get(),
                          pooled.back().data.get(), gate.back().data.get(), grad_x.back().data.get(),
                          grad_w.back().data.get(), N, C, L, k, circular, last, max_blocks,
