@@ -60,7 +60,12 @@ def _timm_resnet_basic_forward(self, x: torch.Tensor) -> torch.Tensor:
     return self.se.tail(x, shortcut, 1.0, None, self.eca_tail_activation)
 
 
-def _byob_tail(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+def _timm_byob_bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
+    shortcut = x
+    x = self.conv2b_kxk(self.conv2_kxk(self.conv1_1x1(x)))
+    x = self.conv3_1x1(self.attn(x))
+    # The tail below is the BasicBlock's too, written out in each: TorchScript cannot pass a
+    # module to a helper function.
     residual: torch.Tensor | None = None
     if self.shortcut is not None:
         residual = self.shortcut(shortcut)
@@ -74,17 +79,20 @@ def _byob_tail(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
     return self.attn_last.tail(x, residual, 1.0, None, self.eca_tail_activation)
 
 
-def _timm_byob_bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
-    shortcut = x
-    x = self.conv2b_kxk(self.conv2_kxk(self.conv1_1x1(x)))
-    x = self.conv3_1x1(self.attn(x))
-    return _byob_tail(self, x, shortcut)
-
-
 def _timm_byob_basic_forward(self, x: torch.Tensor) -> torch.Tensor:
     shortcut = x
     x = self.conv2_kxk(self.attn(self.conv1_kxk(x)))
-    return _byob_tail(self, x, shortcut)
+    residual: torch.Tensor | None = None
+    if self.shortcut is not None:
+        residual = self.shortcut(shortcut)
+    if (self.training and self.eca_tail_drops) or (
+        residual is not None and residual.dtype != x.dtype
+    ):
+        x = self.drop_path(self.attn_last(x))
+        if residual is not None:
+            x = x + residual
+        return self.act(x)
+    return self.attn_last.tail(x, residual, 1.0, None, self.eca_tail_activation)
 
 
 def _timm_normfree_forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -175,3 +175,14 @@ def test_scripted_fused_model_matches():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), model(x))
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_every_fused_block_scripts(block):
+    torch.manual_seed(0)
+    converted = eca_cuda.convert_eca(randomize(BLOCKS[block]())).eval()
+    scripted = torch.jit.script(converted)
+    cin = next(m for m in converted.modules() if isinstance(m, nn.Conv2d)).in_channels
+    x = torch.randn(2, cin, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), converted(x))
