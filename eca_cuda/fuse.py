@@ -13,6 +13,13 @@ activation after the add is a ReLU or none:
 - timm's ``NormFreeBlock`` (``attn_last``; ``attn_gain * alpha``, ``skipinit_gain``; no act),
 - the authors' ``ECABottleneck`` / ``ECABasicBlock`` (BangguWu/ECANet ``models/eca_resnet.py``).
 
+In eval mode, the BatchNorm right before the ECA layer (``bn3`` / ``bn2``: timm's ResNet and the
+authors' blocks) is folded into the convolution before it, ``conv(x, w * a) + b`` with
+``a = gamma / sqrt(running_var + eps)`` and ``b = beta - running_mean * a``, computed at each call
+from the current parameters and buffers, so the BatchNorm costs no pass of its own and the fused
+tail reads the convolution's output directly. Training keeps the BatchNorm as it is (batch
+statistics, running-stat updates).
+
 In training, a block whose ``drop_path`` drops (rate > 0) runs unfused: the per-sample mask is
 not folded into the gate. A shortcut of another dtype than the branch (mixed-dtype models) also
 runs unfused, as the add would promote.
@@ -27,6 +34,36 @@ from torch import nn
 
 from .modules import ECA
 
+
+def _folded_conv_bn(
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    bn_weight: torch.Tensor | None,
+    bn_bias: torch.Tensor | None,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight and bias of ``conv`` followed by eval-mode ``bn``, as one convolution.
+
+    Same formula as ``torch.nn.utils.fusion.fuse_conv_bn_weights``, which returns new leaf
+    Parameters: in a forward that would cut the gradient to the convolution and BatchNorm
+    parameters. Computed in float32 at least, cast to the convolution weight's dtype.
+    """
+    assert running_mean is not None and running_var is not None  # checked when fused
+    dtype = torch.promote_types(conv_weight.dtype, torch.float32)
+    a = torch.rsqrt(running_var.to(dtype) + eps)
+    if bn_weight is not None:
+        a = a * bn_weight.to(dtype)
+    b = -running_mean.to(dtype) * a
+    if conv_bias is not None:
+        b = b + conv_bias.to(dtype) * a
+    if bn_bias is not None:
+        b = b + bn_bias.to(dtype)
+    weight = conv_weight.to(dtype) * a.reshape(-1, 1, 1, 1)
+    return weight.to(conv_weight.dtype), b.to(conv_weight.dtype)
+
+
 # --- The fused forwards. Each repeats its block's forward up to the ECA layer; the tests
 # compare every fused block with its original. TorchScript compiles them (no closures).
 
@@ -35,7 +72,22 @@ def _timm_resnet_bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
     shortcut = x
     x = self.act1(self.bn1(self.conv1(x)))
     x = self.aa(self.act2(self.drop_block(self.bn2(self.conv2(x)))))
-    x = self.bn3(self.conv3(x))
+    if self.eca_tail_folds_bn and not self.bn3.training:
+        # The BatchNorm folding is written out in each block: TorchScript cannot pass a module
+        # to a helper function.
+        bn = self.bn3
+        weight, bias = _folded_conv_bn(
+            self.conv3.weight,
+            self.conv3.bias,
+            bn.running_mean,
+            bn.running_var,
+            bn.weight,
+            bn.bias,
+            bn.eps,
+        )
+        x = self.conv3._conv_forward(x, weight, bias)
+    else:
+        x = self.bn3(self.conv3(x))
     if self.downsample is not None:
         shortcut = self.downsample(shortcut)
     if (self.training and self.eca_tail_drops) or shortcut.dtype != x.dtype:
@@ -49,7 +101,20 @@ def _timm_resnet_bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
 def _timm_resnet_basic_forward(self, x: torch.Tensor) -> torch.Tensor:
     shortcut = x
     x = self.aa(self.act1(self.drop_block(self.bn1(self.conv1(x)))))
-    x = self.bn2(self.conv2(x))
+    if self.eca_tail_folds_bn and not self.bn2.training:
+        bn = self.bn2
+        weight, bias = _folded_conv_bn(
+            self.conv2.weight,
+            self.conv2.bias,
+            bn.running_mean,
+            bn.running_var,
+            bn.weight,
+            bn.bias,
+            bn.eps,
+        )
+        x = self.conv2._conv_forward(x, weight, bias)
+    else:
+        x = self.bn2(self.conv2(x))
     if self.downsample is not None:
         shortcut = self.downsample(shortcut)
     if (self.training and self.eca_tail_drops) or shortcut.dtype != x.dtype:
@@ -121,7 +186,20 @@ def _authors_bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
     residual = x
     out = self.relu(self.bn1(self.conv1(x)))
     out = self.relu(self.bn2(self.conv2(out)))
-    out = self.bn3(self.conv3(out))
+    if self.eca_tail_folds_bn and not self.bn3.training:
+        bn = self.bn3
+        weight, bias = _folded_conv_bn(
+            self.conv3.weight,
+            self.conv3.bias,
+            bn.running_mean,
+            bn.running_var,
+            bn.weight,
+            bn.bias,
+            bn.eps,
+        )
+        out = self.conv3._conv_forward(out, weight, bias)
+    else:
+        out = self.bn3(self.conv3(out))
     if self.downsample is not None:
         residual = self.downsample(x)
     if residual.dtype != out.dtype:
@@ -132,7 +210,20 @@ def _authors_bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
 def _authors_basic_forward(self, x: torch.Tensor) -> torch.Tensor:
     residual = x
     out = self.relu(self.bn1(self.conv1(x)))
-    out = self.bn2(self.conv2(out))
+    if self.eca_tail_folds_bn and not self.bn2.training:
+        bn = self.bn2
+        weight, bias = _folded_conv_bn(
+            self.conv2.weight,
+            self.conv2.bias,
+            bn.running_mean,
+            bn.running_var,
+            bn.weight,
+            bn.bias,
+            bn.eps,
+        )
+        out = self.conv2._conv_forward(out, weight, bias)
+    else:
+        out = self.bn2(self.conv2(out))
     if self.downsample is not None:
         residual = self.downsample(x)
     if residual.dtype != out.dtype:
@@ -142,21 +233,26 @@ def _authors_basic_forward(self, x: torch.Tensor) -> torch.Tensor:
 
 # --- Which blocks: (module, class name) -> the ECA attribute, the activation attribute (None:
 # no activation), the children the fused forward uses (a block with others is left unfused:
-# another version of the class may use them), and the forward.
+# another version of the class may use them), the forward, and the convolution and BatchNorm
+# attributes it folds in eval mode (None: no BatchNorm before the ECA layer).
 
-_BLOCKS: dict[tuple[str, str], tuple[str, str | None, frozenset[str], Callable]] = {
+_BLOCKS: dict[
+    tuple[str, str], tuple[str, str | None, frozenset[str], Callable, tuple[str, str] | None]
+] = {
     ("timm.models.resnet", "Bottleneck"): (
         "se",
         "act3",
         frozenset("conv1 bn1 act1 conv2 bn2 drop_block act2 aa conv3 bn3 se act3".split())
         | {"downsample", "drop_path"},
         _timm_resnet_bottleneck_forward,
+        ("conv3", "bn3"),
     ),
     ("timm.models.resnet", "BasicBlock"): (
         "se",
         "act2",
         frozenset("conv1 bn1 drop_block act1 aa conv2 bn2 se act2 downsample drop_path".split()),
         _timm_resnet_basic_forward,
+        ("conv2", "bn2"),
     ),
     ("timm.models.byobnet", "BottleneckBlock"): (
         "attn_last",
@@ -165,12 +261,14 @@ _BLOCKS: dict[tuple[str, str], tuple[str, str | None, frozenset[str], Callable]]
             "shortcut conv1_1x1 conv2_kxk conv2b_kxk attn conv3_1x1 attn_last drop_path act".split()
         ),
         _timm_byob_bottleneck_forward,
+        None,
     ),
     ("timm.models.byobnet", "BasicBlock"): (
         "attn_last",
         "act",
         frozenset("shortcut conv1_kxk attn conv2_kxk attn_last drop_path act".split()),
         _timm_byob_basic_forward,
+        None,
     ),
     ("timm.models.nfnet", "NormFreeBlock"): (
         "attn_last",
@@ -179,18 +277,21 @@ _BLOCKS: dict[tuple[str, str], tuple[str, str | None, frozenset[str], Callable]]
             "downsample act1 conv1 act2 conv2 act2b conv2b attn act3 conv3 attn_last drop_path".split()
         ),
         _timm_normfree_forward,
+        None,
     ),
     ("*", "ECABottleneck"): (
         "eca",
         "relu",
         frozenset("conv1 bn1 conv2 bn2 conv3 bn3 relu eca downsample".split()),
         _authors_bottleneck_forward,
+        ("conv3", "bn3"),
     ),
     ("*", "ECABasicBlock"): (
         "eca",
         "relu",
         frozenset("conv1 bn1 relu conv2 bn2 eca downsample".split()),
         _authors_basic_forward,
+        ("conv2", "bn2"),
     ),
 }
 
@@ -216,6 +317,17 @@ def _drops(drop_path: nn.Module | None) -> bool:
     return drop_path is not None and float(getattr(drop_path, "drop_prob", 0.0) or 0.0) > 0
 
 
+def _folds(conv: nn.Module | None, bn: nn.Module | None) -> bool:
+    """Whether eval-mode ``bn`` folds into ``conv``: a plain ``Conv2d`` and a ``BatchNorm2d``
+    that keeps running statistics (without them, eval mode normalizes by the batch's)."""
+    return (
+        type(conv) is nn.Conv2d
+        and type(bn) is nn.BatchNorm2d
+        and bn.running_mean is not None
+        and bn.running_var is not None
+    )
+
+
 def fused_class(cls: type, forward: Callable) -> type:
     """``cls`` with the fused ``forward``: same name, so the model prints as before."""
     if cls not in _fused_classes:
@@ -232,7 +344,7 @@ def fuse_block(block: nn.Module) -> str | None:
     spec = _spec(block)
     if spec is None or getattr(type(block), "eca_tail_fused", False):
         return None
-    eca_name, act_name, children, forward = spec
+    eca_name, act_name, children, forward, conv_bn = spec
     if not isinstance(getattr(block, eca_name, None), ECA):
         return None  # no ECA layer there (another attention, or none): no tail to fuse
     extra = {name for name, _ in block.named_children()} - children
@@ -243,5 +355,8 @@ def fuse_block(block: nn.Module) -> str | None:
         return f"activation {type(getattr(block, act_name)).__name__} (only ReLU or none fuse)"
     block.eca_tail_activation = activation
     block.eca_tail_drops = _drops(getattr(block, "drop_path", None))
+    block.eca_tail_folds_bn = conv_bn is not None and _folds(
+        getattr(block, conv_bn[0]), getattr(block, conv_bn[1])
+    )
     block.__class__ = fused_class(type(block), forward)
     return None

@@ -20,14 +20,20 @@ from timm.models import byobnet, nfnet, resnet  # noqa: E402
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Redraws every parameter initialised to a constant (BatchNorm's, zero-init last gains),
-    so that no branch starts as zero and every gradient carries signal."""
+    """Redraws every parameter initialised to a constant (BatchNorm's, zero-init last gains)
+    and BatchNorm's running statistics, so that no branch starts as zero, every gradient
+    carries signal and eval mode's normalization (folded into the convolution when fused) is
+    not the identity."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.numel() and (p == p.flatten()[0]).all():
                 low, high = (-0.2, 0.2) if name.endswith("bias") else (0.5, 1.5)
                 p.copy_(torch.empty(p.shape).uniform_(low, high, generator=gen))
+        for name, b in model.named_buffers():
+            if name.endswith(("running_mean", "running_var")):
+                low, high = (-0.2, 0.2) if name.endswith("mean") else (0.5, 1.5)
+                b.copy_(torch.empty(b.shape).uniform_(low, high, generator=gen))
     return model
 
 
@@ -166,6 +172,55 @@ def test_unfusable_blocks_are_named_in_one_warning():
     message = str(caught[0].message)
     assert "0 (Bottleneck: activation SiLU" in message and "1 (" not in message
     assert fused_blocks(model) == [model[1]]
+
+
+def batchnorm_calls(model: nn.Module, x: torch.Tensor) -> int:
+    calls = []
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.register_forward_hook(lambda *_: calls.append(1))
+    model(x)
+    return len(calls)
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if "resnet" in b or "authors" in b])
+def test_eval_folds_the_batchnorm_before_the_tail(block):
+    """In eval mode the BatchNorm before ECA runs folded into its convolution (its module is
+    not called; the results equal the original's, above); in training it runs as it is."""
+    torch.manual_seed(0)
+    original = randomize(BLOCKS[block]())
+    converted = eca_cuda.convert_eca(copy.deepcopy(original))
+    assert converted.eca_tail_folds_bn
+    cin = next(m for m in original.modules() if isinstance(m, nn.Conv2d)).in_channels
+    x = torch.randn(2, cin, 8, 8)
+    for train in (True, False):
+        assert batchnorm_calls(converted.train(train), x) == batchnorm_calls(
+            original.train(train), x
+        ) - (not train)
+
+
+def test_batchnorm_without_running_stats_is_not_folded():
+    """Such a BatchNorm normalizes by the batch's statistics in eval mode too: not foldable."""
+    torch.manual_seed(0)
+    original = resnet.Bottleneck(32, 8, attn_layer=EcaModule)
+    original.bn3 = nn.BatchNorm2d(32, track_running_stats=False)
+    original = randomize(original).double().eval()
+    converted = eca_cuda.convert_eca(copy.deepcopy(original))
+    assert fused_blocks(converted) == [converted] and not converted.eca_tail_folds_bn
+    assert_same_model_results(original, converted, torch.randn(2, 32, 8, 8, dtype=torch.float64))
+
+
+def test_folded_batchnorm_under_autocast():
+    """bfloat16 autocast: the folded weights are computed in float32 and cast by the
+    convolution, as the original's BatchNorm computes in float32 on the bfloat16 output."""
+    torch.manual_seed(0)
+    original = randomize(timm.create_model("ecaresnet26t", num_classes=10)).eval()
+    converted = eca_cuda.convert_eca(copy.deepcopy(original))
+    x = torch.randn(2, 3, 64, 64).to(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, actual = original(x), converted(x)
+    assert actual.dtype == expected.dtype
+    torch.testing.assert_close(actual.float(), expected.float(), rtol=0.05, atol=0.05)
 
 
 def test_scripted_fused_model_matches():
