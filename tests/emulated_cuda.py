@@ -103,9 +103,13 @@ class Emulation:
         max_blocks=MAX_BLOCKS,
         seed=-1,
         offset=0,
+        tile_budget=0,
+        sms=1,
     ):
         """(out, pooled, gate) of eca_tail_forward: :meth:`forward` with the block tail
-        ``act(y * scale * gain + residual)``; ``residual`` and ``gain`` may be None."""
+        ``act(y * scale * gain + residual)``; ``residual`` and ``gain`` may be None. With a
+        ``tile_budget`` (bytes of shared memory) the plan runs the single-pass kernel where a
+        tile fits, as on a GPU with ``sms`` SMs; 0 keeps the three launches."""
         N, C = x.shape[:2]
         shape3 = (N, C, math.prod(x.shape[2:]))
         acc = torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -122,8 +126,21 @@ class Emulation:
         tensors = (xs, w, res, g, y, pooled, gate, multiplier)
         launch = (padding_mode, channels_last, max_blocks, seed)
         extra = (ctypes.c_double(scale), ctypes.c_int(activation == "relu"))
+        extra += (ctypes.c_int64(tile_budget), ctypes.c_int64(sms))
         self._call(self.lib.eca_emu_tail_forward, x, tensors, w.numel(), *launch, extra=extra)
         return from_kernel_layout(y, channels_last).reshape(x.shape), pooled, gate
+
+    def tile_channels(self, dtype, N, C, L, k, tile_budget, sms):
+        """(channels per tile, dynamic shared bytes) of the forward's plan; (0, 0) for the
+        three launches."""
+        shared = ctypes.c_int64(0)
+        fn = self.lib.eca_emu_tile_channels
+        fn.restype = ctypes.c_int64
+        sizes = [ctypes.c_int64(v) for v in (N, C, L, k, tile_budget, sms)]
+        T = fn(ctypes.c_int(DTYPE_CODES[dtype]), *sizes, ctypes.byref(shared))
+        if T < 0:
+            raise RuntimeError(self.lib.eca_emu_error().decode())
+        return T, shared.value
 
     def backward(
         self,

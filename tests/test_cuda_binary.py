@@ -1,6 +1,7 @@
 """What nvcc made of the CUDA kernels, read from the installed library with cuobjdump, no GPU
 needed: no kernel spills registers or keeps a stack frame, on any architecture built, and the
-packed rescale kernels move data in 128-bit global loads and stores. The build log has ptxas'
+packed rescale kernels and the single-pass forward move data in 128-bit global loads and
+stores. The build log has ptxas'
 own report of each kernel (setup.py passes -Xptxas=-v)."""
 
 from __future__ import annotations
@@ -74,10 +75,11 @@ def test_every_kernel_of_every_arch_is_there(resources):
     archs = set(eca_cuda.cuda_archs())
     kernels = {re.sub(r"<.*", "", name) for _, name, _ in resources}
     assert {arch for arch, _, _ in resources} == archs
-    assert len(kernels) == 8, kernels
-    # Per arch: the 4 (N, C) kernels for 2 accumulation dtypes, and the 4 spatial ones (2
-    # reductions with and without a product, 2 rescales for 2 layouts) for 4 dtypes.
-    assert len(resources) == len(archs) * (4 * 2 + 4 * 2 * 4)
+    assert len(kernels) == 9, kernels
+    # Per arch: the 4 (N, C) kernels for 2 accumulation dtypes, the 4 spatial ones (2
+    # reductions with and without a product, 2 rescales for 2 layouts) for 4 dtypes, and the
+    # single-pass forward for 2 layouts and 4 dtypes.
+    assert len(resources) == len(archs) * (4 * 2 + 4 * 2 * 4 + 2 * 4)
 
 
 def test_no_kernel_spills(resources):
@@ -95,3 +97,17 @@ def test_packed_rescale_moves_128_bits(resources):
         name = demangle([body.split("\n", 1)[0].strip()])[0]
         assert re.search(r"LDG\.E\.128", body), f"{name}: no 128-bit global load"
         assert re.search(r"STG\.E\.128", body), f"{name}: no 128-bit global store"
+
+
+def test_single_pass_forward_moves_128_bits(resources):
+    """The tile kernel loads its tile into shared memory and stores its output in 16-byte
+    packs."""
+    sass = dump("-sass")
+    functions = re.split(r"\n\s*Function : ", sass)[1:]
+    tiles = [f for f in functions if "tile_forward_kernel" in f.split("\n", 1)[0]]
+    assert len(tiles) == len(eca_cuda.cuda_archs()) * 8
+    for body in tiles:
+        name = demangle([body.split("\n", 1)[0].strip()])[0]
+        assert re.search(r"LDG\.E\.128", body), f"{name}: no 128-bit global load"
+        assert re.search(r"STG\.E\.128", body), f"{name}: no 128-bit global store"
+        assert re.search(r"STS\.128", body), f"{name}: no 128-bit shared store"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,9 +148,15 @@ def test_every_cuda_kernel_is_emulated(tmp_path):
     ]:
         x, weight, grad_y = make_inputs(shape, 3, torch.float32, "cpu", "contiguous")
         emulated(emulation, x, weight, grad_y, "zeros", channels_last, "full grid")
+        # and through the single-pass kernel
+        emulation.tail_forward(
+            x, weight, None, 1.0, None, "none", "zeros", channels_last, tile_budget=1 << 16
+        )
     source = "\n".join(p.read_text() for p in sorted((CSRC / "cuda").glob("*.cu*")))
-    kernels = set(re.findall(r"__global__\s+void\s+(\w+)", source))
-    assert len(kernels) == 8, kernels
+    kernels = set(
+        re.findall(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)", source)
+    )
+    assert len(kernels) == 9, kernels
     assert emulation.launched() == kernels
 
 
@@ -198,3 +206,98 @@ def test_emulated_cuda_tail_without_a_tail_is_the_plain_forward(emulation):
     tail = emulation.tail_forward(x, weight, None, 1.0, None, "none", "zeros", False)
     for u, v in zip(plain, tail):
         assert torch.equal(bits(u), bits(v))
+
+
+# The single-pass forward (csrc/cuda/eca_tile.cuh): tile budgets that give narrow tiles with
+# halos (and partial last tiles) or whole samples, on a GPU of 1 or 132 SMs.
+TILE_PLANS = {"narrow tiles": (3000, 1), "whole samples": (1 << 17, 1), "132 SMs": (1 << 17, 132)}
+
+
+@pytest.mark.parametrize("plan", TILE_PLANS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape, k", CASES)
+def test_single_pass_forward_gives_the_three_launch_bits(emulation, shape, k, dtype, plan):
+    """One launch, the tile in shared memory: the same bits as the three launches (out,
+    pooled, gate), for every tail, both layouts and padding modes, aligned (16-byte packs) and
+    misaligned (one element a step), on a full grid or one block."""
+    budget, sms = TILE_PLANS[plan]
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    x, weight, _ = make_inputs(shape, k, dtype, "cpu", "contiguous", weight_dtype=acc)
+    residual = torch.randn(shape).to(dtype)
+    for tail in ("none", *TAILS):
+        spec = TAILS.get(tail, dict(residual=False, scale=1.0, gain=None, activation="none"))
+        gain = None if spec["gain"] is None else torch.tensor(spec["gain"], dtype=acc)
+        res = residual if spec["residual"] else None
+        for layout, padding_mode in [(False, "zeros"), (True, "circular"), (True, "zeros")]:
+            args = (x, weight, res, spec["scale"], gain, spec["activation"], padding_mode, layout)
+            three = emulation.tail_forward(*args)
+            for offset, grid in [(0, "full grid"), (1, "one block"), (0, "shuffled blocks")]:
+                max_blocks, seed = GRIDS[grid]
+                one = emulation.tail_forward(
+                    *args,
+                    max_blocks=max_blocks,
+                    seed=seed,
+                    offset=offset,
+                    tile_budget=budget,
+                    sms=sms,
+                )
+                for name, u, v in zip(("out", "pooled", "gate"), three, one):
+                    assert torch.equal(bits(u), bits(v)), (
+                        f"{name}: {tail}, channels_last={layout}, {padding_mode}, "
+                        f"offset {offset}, {grid}"
+                    )
+
+
+def test_single_pass_cases_cover_every_kind_of_tile(emulation):
+    """The cases above run whole samples, tiles with halos read from device memory (wrapped,
+    for circular padding), partial last tiles, and channel counts on and off the 16-byte
+    packs, in both dtypes of each size."""
+    kinds = set()
+    for param in CASES:
+        shape, k = param.values
+        N, C, L = shape[0], shape[1], math.prod(shape[2:])
+        for budget, sms in TILE_PLANS.values():
+            for dtype in (torch.float32, torch.bfloat16):
+                T, _ = emulation.tile_channels(dtype, N, C, L, k, budget, sms)
+                pack = 16 // dtype.itemsize
+                if T:
+                    kinds.add("whole" if T == C else "halo" if k > 1 else "no halo")
+                    kinds.add("partial" if C % T else "even")
+                    kinds.add(f"packs {dtype}" if T % pack == 0 and C % pack == 0 else "elements")
+    expected = {"whole", "halo", "no halo", "partial", "even", "elements"}
+    assert kinds >= expected | {"packs torch.float32", "packs torch.bfloat16"}, kinds
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("N", [1, 8, 32, 128])
+def test_tile_plan_is_the_byte_models(emulation, N, dtype):
+    """The channels per tile the launch plan picks for every ECA-ResNet-50 and
+    ECA-MobileNetV2 layer on an H200 (132 SMs, the 100 KiB budget) are those the byte-count
+    model of benchmarks/cuda_byte_model.py predicts with; each fits and holds its halo."""
+    pd = pytest.importorskip("pandas")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import cuda_byte_model as model
+
+    shapes = pd.read_csv(model.HERE / "eca_layer_shapes.csv", comment="#")
+    itemsize = torch.finfo(dtype).bits // 8
+    for layer in shapes.itertuples():
+        L, pad = layer.H * layer.W, (layer.k - 1) // 2
+        T, shared = emulation.tile_channels(
+            dtype, N, layer.C, L, layer.k, model.TILE_BUDGET, model.H200.sms
+        )
+        assert T == model.tile_channels(layer.C, L, itemsize, pad, N, model.H200), layer
+        if T:
+            assert shared == model.tile_bytes(T, layer.C, L, itemsize, pad) <= model.TILE_BUDGET
+    # Every layer of ECA-ResNet-50 runs in one launch at the batch sizes of training.
+    resnet = shapes[shapes.model == "ECA-ResNet-50 (official k3557)"]
+    for layer in resnet.itertuples():
+        T, _ = emulation.tile_channels(
+            dtype, 32, layer.C, layer.H * layer.W, layer.k, model.TILE_BUDGET, model.H200.sms
+        )
+        assert T > 0, layer
+
+
+def test_tile_plan_without_a_budget_keeps_three_launches(emulation):
+    assert emulation.tile_channels(torch.float32, 8, 64, 49, 3, 0, 132) == (0, 0)
+    # A channel larger than the budget: no tile.
+    assert emulation.tile_channels(torch.float32, 8, 64, 10_000, 3, 3000, 1) == (0, 0)

@@ -107,21 +107,24 @@ struct TailArgs {
   Activation activation;
 };
 
+// One element of the forward's rescale: act(v * m + res) with a residual, else act(v * m),
+// rounded once. By value: a pointer to a register pack's element would put the pack in local
+// memory.
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ scalar_t rescale_one(scalar_t v, acc_t m, bool has_residual,
+                                                scalar_t res, Activation act) {
+  const acc_t out = has_residual ? fma(acc_t(v), m, acc_t(res)) : acc_t(v) * m;
+  return scalar_t(activate(out, act));
+}
+
 // One element: act(v * scale[r] + shift[r], or + the residual element `res` when there is
 // one), rounded once. (Shift and residual never come together.)
 template <typename scalar_t, typename acc_t>
 __device__ __forceinline__ scalar_t scale_shift_one(scalar_t v, const acc_t* scale,
                                                     const acc_t* shift, int64_t r,
                                                     const scalar_t* res, Activation act) {
-  acc_t out;
-  if (shift) {
-    out = fma(acc_t(v), scale[r], shift[r]);
-  } else if (res) {
-    out = fma(acc_t(v), scale[r], acc_t(*res));
-  } else {
-    out = acc_t(v) * scale[r];
-  }
-  return scalar_t(activate(out, act));
+  if (shift) return scalar_t(activate(fma(acc_t(v), scale[r], shift[r]), act));
+  return rescale_one(v, scale[r], res != nullptr, res ? *res : v, act);
 }
 
 // out = in * scale[n, c] (+ shift[n, c]), then the tail, over all elements, one element a step.

@@ -34,7 +34,17 @@ struct StreamLauncher {
   void operator()(const char* name, void (*kernel)(Params...), const LaunchConfig& config,
                   Args... args) {
     if (result.error != cudaSuccess) return;
-    kernel<<<config.grid, config.block, 0, stream>>>(args...);
+    if (config.shared_bytes > 48 * 1024) {
+      // Above 48 KiB a kernel must opt in, per device; cheap beside the launch itself.
+      const cudaError_t error =
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(config.shared_bytes));
+      if (error != cudaSuccess) {
+        result = {error, name};
+        return;
+      }
+    }
+    kernel<<<config.grid, config.block, config.shared_bytes, stream>>>(args...);
     const cudaError_t error = cudaGetLastError();
     if (error != cudaSuccess) result = {error, name};
   }

@@ -4,16 +4,19 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 #include "eca_kernels.cuh"
 #include "eca_launch_args.h"
 #include "eca_reduce.cuh"
+#include "eca_tile.cuh"
 
 namespace eca_cuda {
 
 struct LaunchConfig {
   dim3 grid, block;
+  std::size_t shared_bytes = 0;  // dynamic shared memory
 };
 
 // Blocks for `items` work items of `per_block` each, at most max_blocks (the kernels loop).
@@ -96,10 +99,43 @@ void launch_scale_shift(Launcher& launch, const scalar_t* in, const acc_t* scale
   }
 }
 
-// y = act(x * sigmoid(conv(mean_l x)) * scale * gain + residual), the tail optional: 3
-// launches. Expects N * C > 0 (the caller returns early).
+// Channels per tile of the single-pass forward, or 0 for the three launches. Tiles from the
+// whole sample down, in powers of two below C: the first that fits a.tile_budget and leaves
+// the grid two blocks per SM; else the narrowest that fits, as long as its halo (2 pad
+// channels, read a second time) is under half the tile and its window holds distinct channels.
+template <typename scalar_t, typename acc_t>
+int64_t tile_channels(const ForwardArgs<scalar_t, acc_t>& a) {
+  const int64_t pad = (a.k - 1) / 2;
+  int64_t below = 1;  // the largest power of two below C
+  while (below * 2 < a.C) below *= 2;
+  int64_t best = 0;
+  for (int64_t T = a.C; T >= 1 && a.tile_budget > 0;
+       T = T == a.C ? (below < a.C ? below : 0) : T / 2) {
+    if (tile_shared_bytes<scalar_t, acc_t>(T, a.C, a.L, pad) > a.tile_budget) continue;
+    if (T < a.C && T + 2 * pad > a.C) continue;  // the window would wrap onto itself
+    if (T < a.C && 4 * pad >= T) break;          // the halo is half the tile or more
+    best = T;
+    if (a.N * ((a.C + T - 1) / T) >= 2 * a.sms) break;
+  }
+  return best;
+}
+
+// y = act(x * sigmoid(conv(mean_l x)) * scale * gain + residual), the tail optional: one
+// launch of the single-pass kernel where a tile fits, else 3 launches. Expects N * C > 0 (the
+// caller returns early).
 template <typename scalar_t, typename acc_t, typename Launcher>
 void launch_forward(Launcher& launch, const ForwardArgs<scalar_t, acc_t>& a) {
+  if (const int64_t T = tile_channels(a); T > 0) {
+    LaunchConfig config =
+        blocks_for(a.N * ((a.C + T - 1) / T), 1, dim3(kSlots, kRowsPerBlock), a.max_blocks);
+    config.shared_bytes = tile_shared_bytes<scalar_t, acc_t>(T, a.C, a.L, (a.k - 1) / 2);
+    if (a.layout == Layout::ChannelsLast) {
+      launch("tile_forward_kernel", tile_forward_kernel<scalar_t, acc_t, true>, config, a, T);
+    } else {
+      launch("tile_forward_kernel", tile_forward_kernel<scalar_t, acc_t, false>, config, a, T);
+    }
+    return;
+  }
   const int64_t NC = a.N * a.C;
   launch_reduce(launch, a.x, static_cast<const scalar_t*>(nullptr), a.N, a.C, a.L, a.layout,
                 acc_t(1) / acc_t(a.L), a.pooled, a.max_blocks);

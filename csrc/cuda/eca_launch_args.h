@@ -13,6 +13,10 @@ namespace eca_cuda {
 // grid size overflows gridDim.x however large N * C * L is.
 constexpr int64_t kMaxBlocks = 65535 * 8;
 
+// Shared memory for a tile of the single-pass forward: two blocks per SM on sm_80 and sm_90,
+// with room for the static arrays (docs/cuda-kernels.md).
+constexpr int64_t kTileBudget = 100 * 1024;
+
 template <typename scalar_t, typename acc_t>
 struct ForwardArgs {
   const scalar_t* x;    // (N, C, L) or (N, L, C) as `layout`
@@ -30,6 +34,10 @@ struct ForwardArgs {
   const acc_t* gain = nullptr;  // one value, or null
   acc_t* multiplier = nullptr;  // (N, C) gate * scale * gain; null when neither is given
   Activation activation = Activation::None;
+  // The single-pass forward (eca_tile.cuh): the dynamic shared memory a block may use for its
+  // tile (0: never; the three launches), and the SMs it should keep busy.
+  int64_t tile_budget = 0;
+  int64_t sms = 1;
 };
 
 template <typename scalar_t, typename acc_t>

@@ -4,9 +4,12 @@
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
+
+#include <algorithm>
 
 #include "../eca_host.h"
 #include "eca_cuda_entry.h"
@@ -17,6 +20,13 @@ namespace {
 void check(const LaunchResult& result) {
   TORCH_CHECK(result.error == cudaSuccess, "eca_cuda: launching ", result.kernel,
               " failed: ", cudaGetErrorString(result.error));
+}
+
+// One attribute of a device (a cheap query, unlike cudaGetDeviceProperties).
+int64_t device_attribute(cudaDeviceAttr attribute, int device) {
+  int value = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&value, attribute, device));
+  return value;
 }
 
 template <typename scalar_t>
@@ -38,6 +48,12 @@ void forward_typed(const ForwardProblem& p) {
   if (p.gain.defined()) args.gain = p.gain.const_data_ptr<acc_t>();
   if (p.multiplier.defined()) args.multiplier = p.multiplier.mutable_data_ptr<acc_t>();
   args.activation = p.activation;
+  // The single-pass kernel's tile: what this device lets a block opt in to, less the static
+  // shared arrays, at most kTileBudget.
+  const int device = p.x.device().index();
+  args.tile_budget = std::min<int64_t>(
+      kTileBudget, device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, device) - 4096);
+  args.sms = device_attribute(cudaDevAttrMultiProcessorCount, device);
   check(forward_cuda(args, c10::cuda::getCurrentCUDAStream()));
 }
 

@@ -12,9 +12,10 @@
 // - __shfl_sync, __shfl_up_sync, __shfl_down_sync, __shfl_xor_sync, __ballot_sync and
 //   __syncwarp through a per-warp exchange, with the mask checked: every named lane must take
 //   part, from the same call, and be a thread of the block; a lane outside it may not be read;
-// - static shared memory (declared with ECA_SHARED) per block, filled with 0xff bytes (NaN in
-//   every float type) before each block, so that a read of a word nobody wrote shows in the
-//   results (initcheck);
+// - static shared memory (declared with ECA_SHARED) and the launch's dynamic shared memory
+//   (ECA_DYNAMIC_SHARED, an exact-size buffer of Options::dynamic_shared_bytes, at most what
+//   an sm_90 block may opt in to) per block, filled with 0xff bytes (NaN in every float type)
+//   before each block, so that a read of a word nobody wrote shows in the results (initcheck);
 // - float16 and bfloat16 as c10::Half and c10::BFloat16, whose host conversions round to
 //   nearest even, as the device's do;
 // - under ThreadSanitizer, each thread is a fiber of its own and only barriers and shuffles
@@ -25,7 +26,7 @@
 // FMA contraction off, so a * b + c rounds alike), CUDA's exp (the CPU's libm runs instead),
 // memory ordering between blocks or blocks running at once (blocks run in turn, so a race
 // between blocks goes unseen; the shuffled order shows a result that depends on block order),
-// timing, dynamic shared memory, atomics, __any_sync / __all_sync, cooperative groups, and
+// timing, atomics, __any_sync / __all_sync, cooperative groups, and
 // cluster or grid barriers (no kernel uses them).
 #pragma once
 
@@ -64,6 +65,7 @@ using cudaStream_t = struct CUstream_st*;
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __launch_bounds__(...)
 // Shared arrays are static arrays that the scheduler refills with 0xff bytes before each block;
 // the device code declares them with ECA_SHARED (csrc/cuda/eca_device.cuh), which registers
 // each array on its first run (a thread-safe static: its guard orders the fill before the
@@ -72,6 +74,7 @@ using cudaStream_t = struct CUstream_st*;
   static type name dims;             \
   static const ::eca_emu::SharedArray name##_filled_before_each_block(&name, sizeof(name))
 #define __shared__ declare_shared_memory_with_ECA_SHARED
+#define ECA_DYNAMIC_SHARED(name) unsigned char* const name = ::eca_emu::dynamic_shared()
 
 using std::fma;
 using std::min;
@@ -130,6 +133,16 @@ struct SharedArray {
     std::memset(p, 0xff, n);  // NaN in every float type; later blocks' fill is the scheduler's
   }
 };
+// The launch's dynamic shared memory: exactly its size, so AddressSanitizer sees a step past
+// the end; refilled with 0xff before each block.
+inline std::unique_ptr<unsigned char[]> dynamic_buffer;
+inline std::size_t dynamic_bytes = 0;
+inline unsigned char* dynamic_shared() {
+  return dynamic_buffer.get();
+}
+// The most dynamic shared memory a block may opt in to on sm_90 (227 KiB).
+constexpr std::size_t kMaxDynamicShared = 227 * 1024;
+
 inline std::atomic<Fiber*> current{nullptr};
 inline dim3 block_idx, block_dim, grid_dim;
 constexpr std::size_t kStackBytes = 256 * 1024;
@@ -409,6 +422,7 @@ inline bool release_waiting(unsigned threads) {
 inline void run_block(dim3 b, unsigned threads) {
   block_idx = b;
   for (const auto& [p, n] : shared_arrays) std::memset(p, 0xff, n);
+  if (dynamic_bytes) std::memset(dynamic_buffer.get(), 0xff, dynamic_bytes);
   std::vector<Fiber>& fibers = block->fibers;
   for (unsigned t = 0; t < threads; ++t) {
     Fiber& f = fibers[t];
@@ -449,6 +463,7 @@ inline void run_block(dim3 b, unsigned threads) {
 struct Options {
   bool shuffle_blocks = false;  // run the blocks in a random order (seeded) rather than by index
   unsigned seed = 0;
+  std::size_t dynamic_shared_bytes = 0;  // the launch's dynamic shared memory
 };
 
 // Runs `body` (a call of a kernel) on every thread of every block of a (grid, block) launch.
@@ -456,6 +471,12 @@ inline void launch(dim3 grid, dim3 block_shape, const std::function<void()>& bod
                    const Options& options = {}) {
   const unsigned threads = block_shape.x * block_shape.y * block_shape.z;
   if (threads == 0 || threads > 1024) throw KernelFault("a block of 1 to 1024 threads expected");
+  if (options.dynamic_shared_bytes > kMaxDynamicShared) {
+    throw KernelFault(std::to_string(options.dynamic_shared_bytes) +
+                      " bytes of dynamic shared memory: more than a block may have");
+  }
+  dynamic_bytes = options.dynamic_shared_bytes;
+  dynamic_buffer.reset(new unsigned char[dynamic_bytes]);
   static Block state;  // stacks and fibers kept from launch to launch
   block = &state;
   if (state.fibers.size() < threads) {

@@ -26,7 +26,9 @@ struct EmulatedLauncher {
   void operator()(const char* name, void (*kernel)(Params...), const eca_cuda::LaunchConfig& config,
                   Args... args) {
     launched.insert(name);
-    eca_emu::launch(config.grid, config.block, [&] { kernel(args...); }, options);
+    eca_emu::Options with_shared = options;
+    with_shared.dynamic_shared_bytes = config.shared_bytes;
+    eca_emu::launch(config.grid, config.block, [&] { kernel(args...); }, with_shared);
   }
 };
 
@@ -45,6 +47,8 @@ struct Tail {
   const void* gain = nullptr;
   void* multiplier = nullptr;
   int relu = 0;
+  int64_t tile_budget = 0;  // ForwardArgs' single-pass plan: 0, the three launches
+  int64_t sms = 1;
 };
 
 template <typename scalar_t, typename acc_t>
@@ -69,6 +73,8 @@ void forward(const void* x, const void* weight, void* y, void* pooled, void* gat
   args.gain = static_cast<const acc_t*>(tail.gain);
   args.multiplier = static_cast<acc_t*>(tail.multiplier);
   args.activation = tail.relu ? eca_cuda::Activation::ReLU : eca_cuda::Activation::None;
+  args.tile_budget = tail.tile_budget;
+  args.sms = tail.sms;
   EmulatedLauncher launch{options};
   eca_cuda::launch_forward(launch, args);
 }
@@ -153,13 +159,14 @@ int eca_emu_forward(int dtype, const void* x, const void* weight, void* y, void*
 
 // eca_emu_forward with the block tail of eca_cuda::ForwardArgs: residual (x's layout), gain
 // (one accumulation-dtype value) and multiplier ((N, C) scratch, needed with scale != 1 or a
-// gain) may be null.
+// gain) may be null; and the single-pass plan's tile_budget (bytes; 0: the three launches)
+// and sms.
 int eca_emu_tail_forward(int dtype, const void* x, const void* weight, const void* residual,
                          const void* gain, void* y, void* pooled, void* gate, void* multiplier,
                          int64_t N, int64_t C, int64_t L, int64_t k, int circular,
                          int channels_last, int64_t max_blocks, int shuffle_seed, double scale,
-                         int relu) {
-  const Tail tail{residual, scale, gain, multiplier, relu};
+                         int relu, int64_t tile_budget, int64_t sms) {
+  const Tail tail{residual, scale, gain, multiplier, relu, tile_budget, sms};
   return dispatch(dtype, [&]<typename scalar_t, typename acc_t>() {
     forward<scalar_t, acc_t>(x, weight, y, pooled, gate, N, C, L, k, circular, channels_last,
                              max_blocks, options_for(shuffle_seed), tail);
@@ -174,6 +181,25 @@ int eca_emu_backward(int dtype, const void* grad_y, const void* x, const void* w
     backward<scalar_t, acc_t>(grad_y, x, weight, pooled, gate, grad_x, grad_weight, N, C, L, k,
                               circular, channels_last, max_blocks, options_for(shuffle_seed));
   });
+}
+
+// The channels per tile that launch_forward's plan picks (0: the three launches), and the
+// tile's dynamic shared memory in *shared_bytes.
+int64_t eca_emu_tile_channels(int dtype, int64_t N, int64_t C, int64_t L, int64_t k,
+                              int64_t tile_budget, int64_t sms, int64_t* shared_bytes) {
+  int64_t T = -1;
+  dispatch(dtype, [&]<typename scalar_t, typename acc_t>() {
+    eca_cuda::ForwardArgs<scalar_t, acc_t> args{};
+    args.N = N;
+    args.C = C;
+    args.L = L;
+    args.k = k;
+    args.tile_budget = tile_budget;
+    args.sms = sms;
+    T = eca_cuda::tile_channels(args);
+    *shared_bytes = T > 0 ? eca_cuda::tile_shared_bytes<scalar_t, acc_t>(T, C, L, (k - 1) / 2) : 0;
+  });
+  return T;
 }
 
 const char* eca_emu_error() {

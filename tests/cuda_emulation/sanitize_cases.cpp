@@ -1,5 +1,6 @@
-// The CUDA kernels' forward and backward over a set of cases through the emulation, as one
-// program, for the sanitizer builds of tests/test_cuda_sanitized.py. Every buffer is an
+// The CUDA kernels' forward (three launches, or the single-pass tile) and backward over a set
+// of cases through the emulation, as one program, for the sanitizer builds of
+// tests/test_cuda_sanitized.py. Every buffer is an
 // exact-size allocation starting as NaN. Exits 1 when a launch breaks a rule of the execution
 // model, an output is not finite (a word never written, or computed from poisoned shared
 // memory), or the two layouts give different bits; AddressSanitizer and ThreadSanitizer stop
@@ -17,14 +18,11 @@
 #include <vector>
 
 extern "C" {
-int eca_emu_forward(int dtype, const void* x, const void* weight, void* y, void* pooled, void* gate,
-                    int64_t N, int64_t C, int64_t L, int64_t k, int circular, int channels_last,
-                    int64_t max_blocks, int shuffle_seed);
 int eca_emu_tail_forward(int dtype, const void* x, const void* weight, const void* residual,
                          const void* gain, void* y, void* pooled, void* gate, void* multiplier,
                          int64_t N, int64_t C, int64_t L, int64_t k, int circular,
                          int channels_last, int64_t max_blocks, int shuffle_seed, double scale,
-                         int relu);
+                         int relu, int64_t tile_budget, int64_t sms);
 int eca_emu_backward(int dtype, const void* grad_y, const void* x, const void* weight,
                      const void* pooled, const void* gate, void* grad_x, void* grad_weight,
                      int64_t N, int64_t C, int64_t L, int64_t k, int circular, int channels_last,
@@ -77,11 +75,12 @@ bool same_bits(const Buffer<T>& a, const Buffer<T>& b) {
 
 template <typename scalar_t, typename acc_t>
 void run_case(int dtype, int64_t N, int64_t C, int64_t L, int64_t k, int circular,
-              int64_t max_blocks, int seed) {
-  char name[160];
-  std::snprintf(name, sizeof(name), "dtype %d, N=%lld C=%lld L=%lld k=%lld, %s, max_blocks %lld",
+              int64_t max_blocks, int64_t tile_budget, int seed) {
+  char name[200];
+  std::snprintf(name, sizeof(name),
+                "dtype %d, N=%lld C=%lld L=%lld k=%lld, %s, max_blocks %lld, tile budget %lld",
                 dtype, (long long)N, (long long)C, (long long)L, (long long)k,
-                circular ? "circular" : "zeros", (long long)max_blocks);
+                circular ? "circular" : "zeros", (long long)max_blocks, (long long)tile_budget);
   std::mt19937 gen(seed);
   std::uniform_real_distribution<float> uniform(-1.0f, 2.0f);
   const int64_t numel = N * C * L;
@@ -103,16 +102,13 @@ void run_case(int dtype, int64_t N, int64_t C, int64_t L, int64_t k, int circula
     y.emplace_back(numel);
     grad_x.emplace_back(numel);
     grad_w.emplace_back(k);
-    // Circular cases run the forward with the full block tail (residual, gain, ReLU).
-    const int forward_failed =
-        circular
-            ? eca_emu_tail_forward(dtype, xs.data.get(), w.data.get(), rs.data.get(),
-                                   gain.data.get(), y.back().data.get(), pooled.back().data.get(),
-                                   gate.back().data.get(), multiplier.data.get(), N, C, L, k,
-                                   circular, last, max_blocks, last ? seed : -1, 0.5, 1)
-            : eca_emu_forward(dtype, xs.data.get(), w.data.get(), y.back().data.get(),
-                              pooled.back().data.get(), gate.back().data.get(), N, C, L, k,
-                              circular, last, max_blocks, last ? seed : -1);
+    // Circular cases run the forward with the full block tail (residual, gain, ReLU), zeros
+    // cases the plain layer; a tile budget runs the single-pass kernel where a tile fits.
+    const int forward_failed = eca_emu_tail_forward(
+        dtype, xs.data.get(), w.data.get(), circular ? rs.data.get() : nullptr,
+        circular ? gain.data.get() : nullptr, y.back().data.get(), pooled.back().data.get(),
+        gate.back().data.get(), circular ? multiplier.data.get() : nullptr, N, C, L, k, circular,
+        last, max_blocks, last ? seed : -1, circular ? 0.5 : 1.0, circular, tile_budget, 1);
     if (forward_failed != 0 ||
         eca_emu_backward(dtype, gs.data.get(), xs.data.get(), w.data.get(),
                          pooled.back().data.get(), gate.back().data.get(), grad_x.back().data.get(),
@@ -142,10 +138,14 @@ template <typename scalar_t, typename acc_t>
 void run_dtype(int dtype) {
   // (N, C, L, k): C off every tile, k > C, several row groups and channel tiles, two chunks.
   const int64_t cases[][4] = {{2, 37, 35, 3}, {3, 100, 9, 5}, {1, 3, 16, 9}, {1, 4, 4500, 3}};
+  // Tile budgets: none (the three launches), narrow tiles with halos, whole samples.
+  const int64_t budgets[] = {0, 3000, int64_t(1) << 17};
   for (const auto& s : cases) {
     for (const int circular : {0, 1}) {
       for (const int64_t max_blocks : {int64_t(1) << 20, int64_t(1)}) {
-        run_case<scalar_t, acc_t>(dtype, s[0], s[1], s[2], s[3], circular, max_blocks, 7);
+        for (const int64_t budget : budgets) {
+          run_case<scalar_t, acc_t>(dtype, s[0], s[1], s[2], s[3], circular, max_blocks, budget, 7);
+        }
       }
     }
   }
