@@ -54,6 +54,12 @@ def demangle(names):
     return out.stdout.splitlines()
 
 
+def sass_of(kernel: str) -> list[str]:
+    """The SASS of every instantiation of ``kernel`` on every arch, one string each."""
+    functions = re.split(r"\n\s*Function : ", dump("-sass"))[1:]
+    return [f for f in functions if kernel in f.split("\n", 1)[0]]
+
+
 @pytest.fixture(scope="module")
 def resources():
     """(arch, kernel, {REG: .., STACK: .., LOCAL: .., ...}) of every kernel of every arch."""
@@ -89,9 +95,7 @@ def test_no_kernel_spills(resources):
 
 
 def test_packed_rescale_moves_128_bits(resources):
-    sass = dump("-sass")
-    functions = re.split(r"\n\s*Function : ", sass)[1:]
-    packed = [f for f in functions if "scale_shift_packed_kernel" in f.split("\n", 1)[0]]
+    packed = sass_of("scale_shift_packed_kernel")
     assert len(packed) == len(eca_cuda.cuda_archs()) * 8
     for body in packed:
         name = demangle([body.split("\n", 1)[0].strip()])[0]
@@ -102,9 +106,7 @@ def test_packed_rescale_moves_128_bits(resources):
 def test_single_pass_forward_moves_128_bits(resources):
     """The tile kernel loads its tile into shared memory and stores its output in 16-byte
     packs."""
-    sass = dump("-sass")
-    functions = re.split(r"\n\s*Function : ", sass)[1:]
-    tiles = [f for f in functions if "tile_forward_kernel" in f.split("\n", 1)[0]]
+    tiles = sass_of("tile_forward_kernel")
     assert len(tiles) == len(eca_cuda.cuda_archs()) * 8
     for body in tiles:
         name = demangle([body.split("\n", 1)[0].strip()])[0]
