@@ -46,15 +46,16 @@ CLUSTER = 8  # blocks per thread-block cluster (the portable maximum on sm_90)
 
 
 def tile_bytes(T: int, C: int, L: int, itemsize: int, pad: int) -> int:
-    """The tile kernel's dynamic shared memory (``tile_shared_bytes`` of
-    ``csrc/cuda/eca_tile.cuh``): ``T * L`` elements, then float32 means of the window (the
-    whole sample, or the tile and ``pad`` channels either side) and the tile's multipliers."""
+    """A tile kernel's dynamic shared memory (``tile_shared_bytes`` of
+    ``csrc/cuda/eca_tile.cuh``): ``T * L`` elements, then one float32 per window channel (the
+    whole sample, or the tile and ``pad`` channels either side: the forward's means, the
+    backward's dz) and two per tile channel (multipliers; gates and dp / L)."""
     window = C if T == C else T + 2 * pad
-    return -(-T * L * itemsize // 16) * 16 + (window + T) * 4
+    return -(-T * L * itemsize // 16) * 16 + (window + 2 * T) * 4
 
 
 def tile_channels(C: int, L: int, itemsize: int, pad: int, N: int, device: Device) -> int:
-    """The channels per tile that the forward's plan picks (``tile_channels`` of
+    """The channels per tile that the single-pass plan picks (``tile_channels`` of
     ``csrc/cuda/eca_launch.cuh``, mirrored; the tests compare the two), or 0 for the three
     launches: from the whole sample down through the powers of two below ``C``, the first tile
     that fits the budget and gives the grid two blocks per SM, else the narrowest that fits

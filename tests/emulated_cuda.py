@@ -4,6 +4,7 @@ with tensors in and out as eca_forward / eca_backward take and give them."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import shutil
@@ -56,6 +57,17 @@ class Emulation:
         self.lib = ctypes.CDLL(str(path))
         self.lib.eca_emu_error.restype = ctypes.c_char_p
         self.lib.eca_emu_launched.restype = ctypes.c_char_p
+
+    @contextlib.contextmanager
+    def captured(self):
+        """Stream capture, as ``torch.cuda.graph`` records: the calls inside record their
+        launches (with their arguments) and run none; yields a :class:`Graph` to replay them.
+        Outputs of the calls inside are written only by a replay."""
+        self.lib.eca_emu_capture(1)
+        try:
+            yield Graph(self)
+        finally:
+            self.lib.eca_emu_capture(0)
 
     def launched(self) -> set[str]:
         """Names of the kernels launched so far."""
@@ -131,8 +143,8 @@ class Emulation:
         return from_kernel_layout(y, channels_last).reshape(x.shape), pooled, gate
 
     def tile_channels(self, dtype, N, C, L, k, tile_budget, sms):
-        """(channels per tile, dynamic shared bytes) of the forward's plan; (0, 0) for the
-        three launches."""
+        """(channels per tile, dynamic shared bytes) of the single-pass plan, forward and
+        backward; (0, 0) for the multi-launch plans."""
         shared = ctypes.c_int64(0)
         fn = self.lib.eca_emu_tile_channels
         fn.restype = ctypes.c_int64
@@ -154,8 +166,11 @@ class Emulation:
         max_blocks=MAX_BLOCKS,
         seed=-1,
         offset=0,
+        tile_budget=0,
+        sms=1,
     ):
-        """(grad_x, grad_weight in the accumulation dtype), as :meth:`forward`."""
+        """(grad_x, grad_weight in the accumulation dtype), as :meth:`forward`; ``tile_budget``
+        and ``sms`` as :meth:`tail_forward`'s, for the single-pass backward."""
         shape3 = (*x.shape[:2], math.prod(x.shape[2:]))
         g = to_kernel_layout(grad_y.reshape(shape3), channels_last, offset)
         xs = to_kernel_layout(x.reshape(shape3), channels_last, offset)
@@ -165,14 +180,34 @@ class Emulation:
         grad_w = torch.full_like(w, math.nan)
         tensors = (g, xs, w, pooled, gate, grad_x, grad_w)
         launch = (padding_mode, channels_last, max_blocks, seed)
-        self._call(self.lib.eca_emu_backward, x, tensors, w.numel(), *launch)
+        extra = (ctypes.c_int64(tile_budget), ctypes.c_int64(sms))
+        self._call(self.lib.eca_emu_backward, x, tensors, w.numel(), *launch, extra=extra)
         return from_kernel_layout(grad_x, channels_last).reshape(x.shape), grad_w
+
+
+class Graph:
+    """The launches recorded by :meth:`Emulation.captured`."""
+
+    def __init__(self, emulation: Emulation):
+        self.lib = emulation.lib
+        self.lib.eca_emu_captured.restype = ctypes.c_char_p
+
+    def launches(self) -> list[str]:
+        """The recorded kernels, in launch order."""
+        return self.lib.eca_emu_captured().decode().split()
+
+    def replay(self):
+        if self.lib.eca_emu_replay() != 0:
+            raise RuntimeError(self.lib.eca_emu_error().decode())
 
 
 def to_kernel_layout(x3, channels_last, offset=0):
     """(N, C, L) values as the kernels read them: (N, C, L) or (N, L, C), dense, ``offset``
-    elements into a fresh buffer."""
+    elements into a fresh buffer; with no offset, ``x3``'s own memory where it already is in
+    that layout (so that a captured launch reads what is written there before the replay)."""
     dense = x3.transpose(1, 2).contiguous() if channels_last else x3.contiguous()
+    if offset == 0:
+        return dense
     out = torch.empty(offset + dense.numel(), dtype=dense.dtype)[offset:].view(dense.shape)
     return out.copy_(dense)
 

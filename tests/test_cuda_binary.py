@@ -1,8 +1,8 @@
 """What nvcc made of the CUDA kernels, read from the installed library with cuobjdump, no GPU
 needed: no kernel spills registers or keeps a stack frame, on any architecture built, and the
-packed rescale kernels and the single-pass forward move data in 128-bit global loads and
-stores. The build log has ptxas'
-own report of each kernel (setup.py passes -Xptxas=-v)."""
+packed rescale kernels and the single-pass forward and backward move data in 128-bit global
+loads and stores. The build log has ptxas' own report of each kernel (setup.py passes
+-Xptxas=-v)."""
 
 from __future__ import annotations
 
@@ -81,11 +81,11 @@ def test_every_kernel_of_every_arch_is_there(resources):
     archs = set(eca_cuda.cuda_archs())
     kernels = {re.sub(r"<.*", "", name) for _, name, _ in resources}
     assert {arch for arch, _, _ in resources} == archs
-    assert len(kernels) == 9, kernels
+    assert len(kernels) == 10, kernels
     # Per arch: the 4 (N, C) kernels for 2 accumulation dtypes, the 4 spatial ones (2
     # reductions with and without a product, 2 rescales for 2 layouts) for 4 dtypes, and the
-    # single-pass forward for 2 layouts and 4 dtypes.
-    assert len(resources) == len(archs) * (4 * 2 + 4 * 2 * 4 + 2 * 4)
+    # single-pass forward and backward for 2 layouts and 4 dtypes.
+    assert len(resources) == len(archs) * (4 * 2 + 4 * 2 * 4 + 2 * 2 * 4)
 
 
 def test_no_kernel_spills(resources):
@@ -103,10 +103,11 @@ def test_packed_rescale_moves_128_bits(resources):
         assert re.search(r"STG\.E\.128", body), f"{name}: no 128-bit global store"
 
 
-def test_single_pass_forward_moves_128_bits(resources):
-    """The tile kernel loads its tile into shared memory and stores its output in 16-byte
+@pytest.mark.parametrize("kernel", ["tile_forward_kernel", "tile_backward_kernel"])
+def test_single_pass_kernels_move_128_bits(resources, kernel):
+    """The tile kernels load their tile into shared memory and store their output in 16-byte
     packs."""
-    tiles = sass_of("tile_forward_kernel")
+    tiles = sass_of(kernel)
     assert len(tiles) == len(eca_cuda.cuda_archs()) * 8
     for body in tiles:
         name = demangle([body.split("\n", 1)[0].strip()])[0]

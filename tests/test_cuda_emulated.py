@@ -6,6 +6,7 @@ orders, synchronisation), not the code nvcc makes of it: tests marked needs_cuda
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 import sys
@@ -148,15 +149,18 @@ def test_every_cuda_kernel_is_emulated(tmp_path):
     ]:
         x, weight, grad_y = make_inputs(shape, 3, torch.float32, "cpu", "contiguous")
         emulated(emulation, x, weight, grad_y, "zeros", channels_last, "full grid")
-        # and through the single-pass kernel
-        emulation.tail_forward(
+        # and through the single-pass kernels
+        _, pooled, gate = emulation.tail_forward(
             x, weight, None, 1.0, None, "none", "zeros", channels_last, tile_budget=1 << 16
+        )
+        emulation.backward(
+            grad_y, x, weight, pooled, gate, "zeros", channels_last, tile_budget=1 << 16
         )
     source = "\n".join(p.read_text() for p in sorted((CSRC / "cuda").glob("*.cu*")))
     kernels = set(
         re.findall(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)", source)
     )
-    assert len(kernels) == 9, kernels
+    assert len(kernels) == 10, kernels
     assert emulation.launched() == kernels
 
 
@@ -208,7 +212,7 @@ def test_emulated_cuda_tail_without_a_tail_is_the_plain_forward(emulation):
         assert torch.equal(bits(u), bits(v))
 
 
-# The single-pass forward (csrc/cuda/eca_tile.cuh): tile budgets that give narrow tiles with
+# The single-pass kernels (csrc/cuda/eca_tile.cuh): tile budgets that give narrow tiles with
 # halos (and partial last tiles) or whole samples, on a GPU of 1 or 132 SMs.
 TILE_PLANS = {"narrow tiles": (3000, 1), "whole samples": (1 << 17, 1), "132 SMs": (1 << 17, 132)}
 
@@ -246,6 +250,30 @@ def test_single_pass_forward_gives_the_three_launch_bits(emulation, shape, k, dt
                         f"{name}: {tail}, channels_last={layout}, {padding_mode}, "
                         f"offset {offset}, {grid}"
                     )
+
+
+@pytest.mark.parametrize("plan", TILE_PLANS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape, k", CASES)
+def test_single_pass_backward_gives_the_five_launch_bits(emulation, shape, k, dtype, plan):
+    """Two launches, g's tile in shared memory: the same bits as the five launches (grad_x,
+    grad_weight), both layouts and padding modes, aligned and misaligned, on every grid."""
+    budget, sms = TILE_PLANS[plan]
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    x, weight, grad_y = make_inputs(shape, k, dtype, "cpu", "contiguous", weight_dtype=acc)
+    for layout, padding_mode in [(False, "zeros"), (True, "circular"), (True, "zeros")]:
+        _, pooled, gate = emulation.forward(x, weight, padding_mode, layout)
+        args = (grad_y, x, weight, pooled, gate, padding_mode, layout)
+        five = emulation.backward(*args)
+        for offset, grid in [(0, "full grid"), (1, "one block"), (0, "shuffled blocks")]:
+            max_blocks, seed = GRIDS[grid]
+            two = emulation.backward(
+                *args, max_blocks=max_blocks, seed=seed, offset=offset, tile_budget=budget, sms=sms
+            )
+            for name, u, v in zip(("grad_x", "grad_weight"), five, two):
+                assert torch.equal(bits(u), bits(v)), (
+                    f"{name}: channels_last={layout}, {padding_mode}, offset {offset}, {grid}"
+                )
 
 
 def test_single_pass_cases_cover_every_kind_of_tile(emulation):
@@ -301,3 +329,54 @@ def test_tile_plan_without_a_budget_keeps_three_launches(emulation):
     assert emulation.tile_channels(torch.float32, 8, 64, 49, 3, 0, 132) == (0, 0)
     # A channel larger than the budget: no tile.
     assert emulation.tile_channels(torch.float32, 8, 64, 10_000, 3, 3000, 1) == (0, 0)
+
+
+def mobilenet_small_layers():
+    """(C, H, W, k) of the ECA-MobileNetV2 layers of 7x7 and 14x14
+    (benchmarks/eca_layer_shapes.csv)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "eca_layer_shapes.csv"
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    rows = csv.DictReader(lines)
+    return [
+        (int(r["C"]), int(r["H"]), int(r["W"]), int(r["k"]))
+        for r in rows
+        if r["model"].startswith("ECA-MobileNetV2") and int(r["H"]) in (7, 14)
+    ]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("layer", mobilenet_small_layers(), ids=str)
+def test_small_tensors_replay_from_a_capture(emulation, layer, dtype, channels_last):
+    """N = 1 on an H200's plan (132 SMs, the 100 KiB tile budget): the forward is one launch
+    and the backward two. Captured as a CUDA graph records a stream (nothing runs) and replayed
+    on new inputs written into the same buffers, they give the bits of a direct run on those
+    inputs: no launch depends on anything the host read or kept between launches, or on the
+    values it was captured with."""
+    C, H, W, k = layer
+    acc = torch.float32
+    budget = 100 * 1024  # kTileBudget of csrc/cuda/eca_launch_args.h
+    layout = "channels_last" if channels_last else "contiguous"
+    x, weight, grad_y = make_inputs((1, C, H, W), k, dtype, "cpu", layout, weight_dtype=acc)
+    plan = dict(tile_budget=budget, sms=132)
+    tail = (None, 1.0, None, "none", "zeros", channels_last)
+
+    def run():
+        out, pooled, gate = emulation.tail_forward(x, weight, *tail, **plan)
+        grad_x, grad_w = emulation.backward(
+            grad_y, x, weight, pooled, gate, "zeros", channels_last, **plan
+        )
+        return out, pooled, gate, grad_x, grad_w
+
+    with emulation.captured() as graph:
+        captured = run()
+    assert graph.launches() == ["tile_forward_kernel", "tile_backward_kernel", "weight_grad_kernel"]
+    assert all(t.isnan().all() for t in captured), "a launch ran at capture"
+    for seed in (1, 2):
+        new_x, _, new_grad_y = make_inputs((1, C, H, W), k, dtype, "cpu", layout, seed=seed)
+        x.copy_(new_x)
+        grad_y.copy_(new_grad_y)
+        graph.replay()
+        direct = run()
+        for name, u, v in zip(("out", "pooled", "gate", "grad_x", "grad_weight"), captured, direct):
+            assert torch.equal(bits(u), bits(v)), f"{name}: replay {seed} vs a direct run"

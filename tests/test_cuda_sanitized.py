@@ -61,6 +61,13 @@ MUTATIONS = {
         "thread",
         "ThreadSanitizer: data race",
     ),
+    "racecheck: the backward's tile read before the barrier after its load": (
+        "cuda/eca_tile.cuh",
+        "a.grad_y + it.first, Tn, C, L, tid);\n    __syncthreads();\n",
+        "a.grad_y + it.first, Tn, C, L, tid);\n",
+        "thread",
+        "ThreadSanitizer: data race",
+    ),
     "racecheck: no barrier between two steps of block_sum": (
         "cuda/eca_kernels.cuh",
         "    if (t < w) partial[t] += partial[t + w];\n    __syncthreads();\n",

@@ -99,12 +99,13 @@ void launch_scale_shift(Launcher& launch, const scalar_t* in, const acc_t* scale
   }
 }
 
-// Channels per tile of the single-pass forward, or 0 for the three launches. Tiles from the
-// whole sample down, in powers of two below C: the first that fits a.tile_budget and leaves
-// the grid two blocks per SM; else the narrowest that fits, as long as its halo (2 pad
-// channels, read a second time) is under half the tile and its window holds distinct channels.
-template <typename scalar_t, typename acc_t>
-int64_t tile_channels(const ForwardArgs<scalar_t, acc_t>& a) {
+// Channels per tile of the single-pass kernels, or 0 for the multi-launch plans. Tiles from
+// the whole sample down, in powers of two below C: the first that fits tile_budget bytes and
+// leaves the grid two blocks per SM; else the narrowest that fits, as long as its halo (2 pad
+// channels, read a second time) is under half the tile and its window holds distinct
+// channels. The forward and the backward take the same tiles.
+template <typename scalar_t, typename acc_t, typename Args>
+int64_t tile_channels(const Args& a) {
   const int64_t pad = (a.k - 1) / 2;
   int64_t below = 1;  // the largest power of two below C
   while (below * 2 < a.C) below *= 2;
@@ -120,15 +121,22 @@ int64_t tile_channels(const ForwardArgs<scalar_t, acc_t>& a) {
   return best;
 }
 
+// The launch of a single-pass kernel with T channels per tile.
+template <typename scalar_t, typename acc_t, typename Args>
+LaunchConfig tile_config(const Args& a, int64_t T) {
+  LaunchConfig config =
+      blocks_for(a.N * ((a.C + T - 1) / T), 1, dim3(kSlots, kRowsPerBlock), a.max_blocks);
+  config.shared_bytes = tile_shared_bytes<scalar_t, acc_t>(T, a.C, a.L, (a.k - 1) / 2);
+  return config;
+}
+
 // y = act(x * sigmoid(conv(mean_l x)) * scale * gain + residual), the tail optional: one
 // launch of the single-pass kernel where a tile fits, else 3 launches. Expects N * C > 0 (the
 // caller returns early).
 template <typename scalar_t, typename acc_t, typename Launcher>
 void launch_forward(Launcher& launch, const ForwardArgs<scalar_t, acc_t>& a) {
-  if (const int64_t T = tile_channels(a); T > 0) {
-    LaunchConfig config =
-        blocks_for(a.N * ((a.C + T - 1) / T), 1, dim3(kSlots, kRowsPerBlock), a.max_blocks);
-    config.shared_bytes = tile_shared_bytes<scalar_t, acc_t>(T, a.C, a.L, (a.k - 1) / 2);
+  if (const int64_t T = tile_channels<scalar_t, acc_t>(a); T > 0) {
+    const LaunchConfig config = tile_config<scalar_t, acc_t>(a, T);
     if (a.layout == Layout::ChannelsLast) {
       launch("tile_forward_kernel", tile_forward_kernel<scalar_t, acc_t, true>, config, a, T);
     } else {
@@ -147,10 +155,29 @@ void launch_forward(Launcher& launch, const ForwardArgs<scalar_t, acc_t>& a) {
                      TailArgs<scalar_t>{a.residual, a.activation});
 }
 
-// grad_x = g * s + dp / L and grad_weight: 5 launches (t = sum_l g x; dz; dp / L; grad_x;
-// grad_weight). Expects N * C > 0.
+// grad_weight[j] = sum_{n, c} dz[n, c] p[n, c + j - pad], in a fixed order (weight_grad_kernel).
+template <typename scalar_t, typename acc_t, typename Launcher>
+void launch_weight_grad(Launcher& launch, const BackwardArgs<scalar_t, acc_t>& a) {
+  launch("weight_grad_kernel", weight_grad_kernel<acc_t>,
+         LaunchConfig{dim3(static_cast<unsigned>(std::min(a.k, a.max_blocks))), dim3(kThreads)},
+         static_cast<const acc_t*>(a.dz), a.pooled, a.N * a.C, a.C, a.k, a.mode, a.grad_weight);
+}
+
+// grad_x = g * s + dp / L and grad_weight: where a tile fits, the single-pass kernel and the
+// weight gradient (2 launches); else 5 (t = sum_l g x; dz; dp / L; grad_x; grad_weight), the
+// same bits. Expects N * C > 0.
 template <typename scalar_t, typename acc_t, typename Launcher>
 void launch_backward(Launcher& launch, const BackwardArgs<scalar_t, acc_t>& a) {
+  if (const int64_t T = tile_channels<scalar_t, acc_t>(a); T > 0) {
+    const LaunchConfig config = tile_config<scalar_t, acc_t>(a, T);
+    if (a.layout == Layout::ChannelsLast) {
+      launch("tile_backward_kernel", tile_backward_kernel<scalar_t, acc_t, true>, config, a, T);
+    } else {
+      launch("tile_backward_kernel", tile_backward_kernel<scalar_t, acc_t, false>, config, a, T);
+    }
+    launch_weight_grad(launch, a);
+    return;
+  }
   const int64_t NC = a.N * a.C;
   launch_reduce(launch, a.grad_y, a.x, a.N, a.C, a.L, a.layout, acc_t(1), a.dz,
                 a.max_blocks);  // dz holds t
@@ -160,9 +187,7 @@ void launch_backward(Launcher& launch, const BackwardArgs<scalar_t, acc_t>& a) {
          static_cast<const acc_t*>(a.dz), a.weight, NC, a.C, a.k, a.L, a.mode, a.shift);
   launch_scale_shift(launch, a.grad_y, a.gate, static_cast<const acc_t*>(a.shift), a.N, a.C, a.L,
                      a.layout, a.grad_x, a.max_blocks);
-  launch("weight_grad_kernel", weight_grad_kernel<acc_t>,
-         LaunchConfig{dim3(static_cast<unsigned>(std::min(a.k, a.max_blocks))), dim3(kThreads)},
-         static_cast<const acc_t*>(a.dz), a.pooled, NC, a.C, a.k, a.mode, a.grad_weight);
+  launch_weight_grad(launch, a);
 }
 
 }  // namespace eca_cuda

@@ -13,7 +13,7 @@ namespace eca_cuda {
 // grid size overflows gridDim.x however large N * C * L is.
 constexpr int64_t kMaxBlocks = 65535 * 8;
 
-// Shared memory for a tile of the single-pass forward: two blocks per SM on sm_80 and sm_90,
+// Shared memory for a tile of the single-pass kernels: two blocks per SM on sm_80 and sm_90,
 // with room for the static arrays (docs/cuda-kernels.md).
 constexpr int64_t kTileBudget = 100 * 1024;
 
@@ -35,7 +35,7 @@ struct ForwardArgs {
   acc_t* multiplier = nullptr;  // (N, C) gate * scale * gain; null when neither is given
   Activation activation = Activation::None;
   // The single-pass forward (eca_tile.cuh): the dynamic shared memory a block may use for its
-  // tile (0: never; the three launches), and the SMs it should keep busy.
+  // tile (0: never; the three launches), and the SMs the grid should keep busy.
   int64_t tile_budget = 0;
   int64_t sms = 1;
 };
@@ -55,6 +55,8 @@ struct BackwardArgs {
   PaddingMode mode;
   Layout layout;
   int64_t max_blocks = kMaxBlocks;
+  int64_t tile_budget = 0;  // as ForwardArgs': the single-pass backward (eca_tile.cuh)
+  int64_t sms = 1;
 };
 
 }  // namespace eca_cuda

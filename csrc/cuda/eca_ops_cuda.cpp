@@ -29,6 +29,16 @@ int64_t device_attribute(cudaDeviceAttr attribute, int device) {
   return value;
 }
 
+// The single-pass kernels' tile: what this device lets a block opt in to, less the static
+// shared arrays, at most kTileBudget; and its SMs.
+template <typename Args>
+void plan_tiles(Args& args, const at::Device& device) {
+  const int index = device.index();
+  args.tile_budget = std::min<int64_t>(
+      kTileBudget, device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, index) - 4096);
+  args.sms = device_attribute(cudaDevAttrMultiProcessorCount, index);
+}
+
 template <typename scalar_t>
 void forward_typed(const ForwardProblem& p) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -48,12 +58,7 @@ void forward_typed(const ForwardProblem& p) {
   if (p.gain.defined()) args.gain = p.gain.const_data_ptr<acc_t>();
   if (p.multiplier.defined()) args.multiplier = p.multiplier.mutable_data_ptr<acc_t>();
   args.activation = p.activation;
-  // The single-pass kernel's tile: what this device lets a block opt in to, less the static
-  // shared arrays, at most kTileBudget.
-  const int device = p.x.device().index();
-  args.tile_budget = std::min<int64_t>(
-      kTileBudget, device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, device) - 4096);
-  args.sms = device_attribute(cudaDevAttrMultiProcessorCount, device);
+  plan_tiles(args, p.x.device());
   check(forward_cuda(args, c10::cuda::getCurrentCUDAStream()));
 }
 
@@ -77,6 +82,7 @@ void backward_typed(const BackwardProblem& p) {
                                      p.k,
                                      p.mode,
                                      p.layout};
+  plan_tiles(args, p.x.device());
   check(backward_cuda(args, c10::cuda::getCurrentCUDAStream()));
 }
 

@@ -1,9 +1,10 @@
-// The single-pass forward (docs/cuda-kernels.md): a block owns T channels of one sample, loads
-// them into shared memory once, sums each channel of the tile and of its halo (the pad
-// channels either side, read from device memory) in the canonical order of eca_reduce.cuh,
-// computes the tile's gates, and rescales the tile from shared memory, block tail included.
-// One read of x from device memory, plus the halo's; one write of y; one launch; the bits of
-// the three-launch plan. Device code only, on CUDA's built-ins, as the other kernel headers.
+// The single-pass kernels (docs/cuda-kernels.md). Forward: a block owns T channels of one
+// sample, loads them into shared memory once, sums each channel of the tile and of its halo
+// (the pad channels either side, read from device memory) in the canonical order of
+// eca_reduce.cuh, computes the tile's gates, and rescales the tile from shared memory, block
+// tail included: one read of x from device memory, plus the halo's; one write of y; one
+// launch; the bits of the three-launch plan. Backward: the same with g's tile (below).
+// Device code only, on CUDA's built-ins, as the other kernel headers.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +25,9 @@ ECA_HOST_DEVICE int64_t tile_window(int64_t T, int64_t C, int64_t pad) {
   return T == C ? C : T + 2 * pad;
 }
 
-// The tile kernel's dynamic shared memory: T * L elements from offset 0, then (16-byte
-// aligned) the window's means and the tile's multipliers, in acc_t.
+// A tile kernel's dynamic shared memory: T * L elements from offset 0, then (16-byte
+// aligned) one acc_t per window channel (the forward's means, the backward's dz) and two per
+// tile channel (the forward's multipliers; the backward's gates and dp / L).
 template <typename scalar_t>
 ECA_HOST_DEVICE int64_t tile_means_offset(int64_t T, int64_t L) {
   return (T * L * int64_t(sizeof(scalar_t)) + 15) / 16 * 16;
@@ -33,7 +35,8 @@ ECA_HOST_DEVICE int64_t tile_means_offset(int64_t T, int64_t L) {
 
 template <typename scalar_t, typename acc_t>
 ECA_HOST_DEVICE int64_t tile_shared_bytes(int64_t T, int64_t C, int64_t L, int64_t pad) {
-  return tile_means_offset<scalar_t>(T, L) + (tile_window(T, C, pad) + T) * int64_t(sizeof(acc_t));
+  return tile_means_offset<scalar_t>(T, L) +
+         (tile_window(T, C, pad) + 2 * T) * int64_t(sizeof(acc_t));
 }
 
 // Whether the tile starting at `p` moves in 16-byte packs: p aligned and, channels last, rows
@@ -69,73 +72,155 @@ struct WindowReader {
   }
 };
 
+// Copies the tile starting at `src` in device memory into shared memory (`count` = Tn * L
+// elements), in 16-byte packs where tile_packs allows, else one element a step.
+template <typename scalar_t, bool kChannelsLast>
+__device__ __forceinline__ void load_tile(scalar_t* tile, const scalar_t* src, int64_t Tn,
+                                          int64_t C, int64_t L, int tid) {
+  using Pack = Pack16<scalar_t>;
+  constexpr int64_t kSize = Pack::kSize;
+  const int64_t count = Tn * L;
+  if (tile_packs<scalar_t, kChannelsLast>(src, Tn, C, L)) {
+    for (int64_t q = tid; q < count / kSize; q += kTileThreads) {
+      reinterpret_cast<Pack*>(tile)[q] =
+          *reinterpret_cast<const Pack*>(src + tile_offset<kChannelsLast>(q * kSize, Tn, C));
+    }
+    if (!kChannelsLast) {  // the elements past the last pack (channels last has none)
+      for (int64_t e = count / kSize * kSize + tid; e < count; e += kTileThreads) tile[e] = src[e];
+    }
+  } else {
+    for (int64_t e = tid; e < count; e += kTileThreads) {
+      tile[e] = src[tile_offset<kChannelsLast>(e, Tn, C)];
+    }
+  }
+}
+
+// The window's spatial sums, kRowsPerBlock channels at a time, as reduce_rows_kernel sums
+// rows: sum_l a (kProduct: sum_l a * b, b from device memory), a from the shared tile for the
+// tile's channels and from device memory (`a_global`, the sample's first element) for the
+// halo's. Thread (0, y) calls store(j, channel, sum) for window channel j (channel -1: the
+// zero padding, sum 0). Ends with a barrier.
+template <bool kProduct, bool kChannelsLast, typename scalar_t, typename acc_t, typename Store>
+__device__ __forceinline__ void window_sums(const scalar_t* tile, const scalar_t* a_global,
+                                            const scalar_t* b_global, int64_t c0, int64_t Tn,
+                                            int64_t lead, int64_t window, int64_t C, int64_t L,
+                                            PaddingMode mode, double (*totals)[kSlots],
+                                            const Store& store) {
+  const int slot = threadIdx.x;
+  for (int64_t j0 = 0; j0 < window; j0 += kRowsPerBlock) {
+    const int64_t j = j0 + threadIdx.y, t = j - lead;
+    const bool in_tile = j < window && t >= 0 && t < Tn;
+    const int64_t channel = in_tile ? c0 + t : j < window ? halo_channel(c0, t, C, mode) : -1;
+    double total = 0;
+    if (channel >= 0) {
+      const scalar_t* src = in_tile ? tile + (kChannelsLast ? t : t * L)
+                                    : a_global + (kChannelsLast ? channel : channel * L);
+      const int64_t stride = in_tile ? (kChannelsLast ? Tn : 1) : (kChannelsLast ? C : 1);
+      const scalar_t* other = kProduct ? b_global + (kChannelsLast ? channel : channel * L) : src;
+      const int64_t other_stride = kChannelsLast ? C : 1;
+      for (int64_t l0 = 0; l0 < L; l0 += kSumChunk) {
+        const int64_t end = min(L, l0 + kSumChunk);
+        acc_t sum = acc_t(0);
+        for (int64_t l = l0 + slot; l < end; l += kSlots) {
+          if constexpr (kProduct) {  // add_term's fma(a, b, sum)
+            sum = fma(acc_t(src[l * stride]), acc_t(other[l * other_stride]), sum);
+          } else {
+            sum = sum + acc_t(src[l * stride]);
+          }
+        }
+        total += double(sum);
+      }
+    }
+    totals[threadIdx.y][slot] = total;
+    __syncthreads();
+    if (slot < 32) {  // one warp per channel: w = 32 from shared memory, then shuffles
+      double v = totals[threadIdx.y][slot] + totals[threadIdx.y][slot + 32];
+      for (int w = 16; w >= 1; w /= 2) v += __shfl_down_sync(0xffffffffu, v, w);
+      if (slot == 0 && j < window) store(j, channel, acc_t(v));
+    }
+    __syncthreads();  // totals is rewritten by the next channels
+  }
+}
+
+// out = op(tile element, its tile channel t, the residual element) from the shared tile to
+// device memory (`out` and `residual` at the tile's first element; residual may be null, and
+// op then gets the tile element in its place), in 16-byte packs where every pointer allows.
+template <typename scalar_t, bool kChannelsLast, typename Op>
+__device__ __forceinline__ void store_tile(scalar_t* out, const scalar_t* tile,
+                                           const scalar_t* residual, int64_t Tn, int64_t C,
+                                           int64_t L, int tid, const Op& op) {
+  using Pack = Pack16<scalar_t>;
+  constexpr int64_t kSize = Pack::kSize;
+  const int64_t count = Tn * L;
+  if (tile_packs<scalar_t, kChannelsLast>(out, Tn, C, L) &&
+      (!residual || tile_packs<scalar_t, kChannelsLast>(residual, Tn, C, L))) {
+    for (int64_t q = tid; q < count / kSize; q += kTileThreads) {
+      const int64_t e = q * kSize, offset = tile_offset<kChannelsLast>(e, Tn, C);
+      const int64_t t = kChannelsLast ? e % Tn : e / L;
+      const int64_t l = kChannelsLast ? 0 : e - t * L;
+      const Pack in = reinterpret_cast<const Pack*>(tile)[q];
+      const Pack res = residual ? *reinterpret_cast<const Pack*>(residual + offset) : in;
+      Pack o;
+#pragma unroll
+      for (int m = 0; m < kSize; ++m) {
+        o.v[m] = op(in.v[m], kChannelsLast ? t + m : t + (l + m >= L), res.v[m]);
+      }
+      *reinterpret_cast<Pack*>(out + offset) = o;
+    }
+    if (!kChannelsLast) {
+      for (int64_t e = count / kSize * kSize + tid; e < count; e += kTileThreads) {
+        out[e] = op(tile[e], e / L, residual ? residual[e] : tile[e]);
+      }
+    }
+  } else {
+    for (int64_t e = tid; e < count; e += kTileThreads) {
+      const int64_t offset = tile_offset<kChannelsLast>(e, Tn, C);
+      out[offset] =
+          op(tile[e], kChannelsLast ? e % Tn : e / L, residual ? residual[offset] : tile[e]);
+    }
+  }
+}
+
+// Where a block's work item (sample n, tile starting at channel c0) lies.
+struct TileItem {
+  int64_t n, c0, Tn, window, first;  // first: the tile's first element in device memory
+};
+
+template <bool kChannelsLast>
+__device__ __forceinline__ TileItem tile_item(int64_t item, int64_t T, int64_t C, int64_t L,
+                                              int64_t pad) {
+  const int64_t tiles = (C + T - 1) / T;
+  const int64_t n = item / tiles, c0 = item % tiles * T;
+  const int64_t Tn = min(T, C - c0);
+  return {n, c0, Tn, T == C ? C : Tn + 2 * pad, kChannelsLast ? n * L * C + c0 : (n * C + c0) * L};
+}
+
 template <typename scalar_t, typename acc_t, bool kChannelsLast>
 __global__ void tile_forward_kernel(ForwardArgs<scalar_t, acc_t> a, int64_t T) {
   ECA_DYNAMIC_SHARED(shared);
   ECA_SHARED(double, totals, [kRowsPerBlock][kSlots]);
-  using Pack = Pack16<scalar_t>;
-  constexpr int64_t kSize = Pack::kSize;
   const int64_t C = a.C, L = a.L, pad = (a.k - 1) / 2;
   scalar_t* tile = reinterpret_cast<scalar_t*>(shared);
   acc_t* means = reinterpret_cast<acc_t*>(shared + tile_means_offset<scalar_t>(T, L));
   acc_t* mult = means + tile_window(T, C, pad);
-  const int slot = threadIdx.x;
   const int tid = threadIdx.x + kSlots * threadIdx.y;
   const bool whole = T == C;
   const int64_t lead = whole ? 0 : pad;  // window channel j is channel c0 - lead + j (wrapped)
   const int64_t tiles = (C + T - 1) / T;
   for (int64_t item = blockIdx.x; item < a.N * tiles; item += gridDim.x) {  // same for the block
-    const int64_t n = item / tiles, c0 = item % tiles * T;
-    const int64_t Tn = min(T, C - c0);
-    const int64_t window = whole ? C : Tn + 2 * pad;
-    const int64_t count = Tn * L;
-    const int64_t first = kChannelsLast ? n * L * C + c0 : (n * C + c0) * L;
+    const TileItem it = tile_item<kChannelsLast>(item, T, C, L, pad);
+    const int64_t n = it.n, c0 = it.c0, Tn = it.Tn;
 
     // 1. The tile, from device memory into shared memory.
-    const scalar_t* xs = a.x + first;
-    if (tile_packs<scalar_t, kChannelsLast>(xs, Tn, C, L)) {
-      for (int64_t q = tid; q < count / kSize; q += kTileThreads) {
-        reinterpret_cast<Pack*>(tile)[q] =
-            *reinterpret_cast<const Pack*>(xs + tile_offset<kChannelsLast>(q * kSize, Tn, C));
-      }
-      if (!kChannelsLast) {  // the elements past the last pack (channels last has none)
-        for (int64_t e = count / kSize * kSize + tid; e < count; e += kTileThreads) tile[e] = xs[e];
-      }
-    } else {
-      for (int64_t e = tid; e < count; e += kTileThreads) {
-        tile[e] = xs[tile_offset<kChannelsLast>(e, Tn, C)];
-      }
-    }
+    load_tile<scalar_t, kChannelsLast>(tile, a.x + it.first, Tn, C, L, tid);
     __syncthreads();
 
-    // 2. The window's means, kRowsPerBlock channels at a time, as reduce_rows_kernel sums rows:
-    // the tile's channels from shared memory, the halo's from device memory.
-    for (int64_t j0 = 0; j0 < window; j0 += kRowsPerBlock) {
-      const int64_t j = j0 + threadIdx.y, t = j - lead;
-      const bool in_tile = j < window && t >= 0 && t < Tn;
-      const int64_t halo = (j < window && !in_tile) ? halo_channel(c0, t, C, a.mode) : -1;
-      double total = 0;
-      if (in_tile || halo >= 0) {
-        const scalar_t* src = in_tile
-                                  ? tile + (kChannelsLast ? t : t * L)
-                                  : a.x + (kChannelsLast ? n * L * C + halo : (n * C + halo) * L);
-        const int64_t stride = in_tile ? (kChannelsLast ? Tn : 1) : (kChannelsLast ? C : 1);
-        for (int64_t l0 = 0; l0 < L; l0 += kSumChunk) {
-          const int64_t end = min(L, l0 + kSumChunk);
-          acc_t sum = acc_t(0);
-          for (int64_t l = l0 + slot; l < end; l += kSlots) sum = sum + acc_t(src[l * stride]);
-          total += double(sum);
-        }
-      }
-      totals[threadIdx.y][slot] = total;
-      __syncthreads();
-      if (slot < 32) {  // one warp per channel: w = 32 from shared memory, then shuffles
-        double v = totals[threadIdx.y][slot] + totals[threadIdx.y][slot + 32];
-        for (int w = 16; w >= 1; w /= 2) v += __shfl_down_sync(0xffffffffu, v, w);
-        if (slot == 0 && j < window) means[j] = acc_t(v) * (acc_t(1) / acc_t(L));
-      }
-      __syncthreads();  // totals is rewritten by the next channels
-    }
+    // 2. The window's means: the tile's channels from shared memory, the halo's from device
+    // memory.
+    const scalar_t* sample = a.x + n * C * L;
+    window_sums<false, kChannelsLast, scalar_t, acc_t>(
+        tile, sample, sample, c0, Tn, lead, it.window, C, L, a.mode, totals,
+        [&](int64_t j, int64_t, acc_t sum) { means[j] = sum * (acc_t(1) / acc_t(L)); });
 
     // 3. The tile's gates (gate_kernel's arithmetic, the means read from the window).
     const acc_t factor = a.scale * (a.gain ? *a.gain : acc_t(1));
@@ -155,39 +240,69 @@ __global__ void tile_forward_kernel(ForwardArgs<scalar_t, acc_t> a, int64_t T) {
     __syncthreads();
 
     // 4. The rescale and the block tail, from shared memory to device memory.
-    scalar_t* ys = a.y + first;
-    const scalar_t* rs = a.residual ? a.residual + first : nullptr;
-    if (tile_packs<scalar_t, kChannelsLast>(ys, Tn, C, L) &&
-        (!rs || tile_packs<scalar_t, kChannelsLast>(rs, Tn, C, L))) {
-      for (int64_t q = tid; q < count / kSize; q += kTileThreads) {
-        const int64_t e = q * kSize, offset = tile_offset<kChannelsLast>(e, Tn, C);
-        const int64_t t = kChannelsLast ? e % Tn : e / L;
-        const int64_t l = kChannelsLast ? 0 : e - t * L;
-        const Pack in = reinterpret_cast<const Pack*>(tile)[q];
-        const Pack res = rs ? *reinterpret_cast<const Pack*>(rs + offset) : in;  // in: unused
-        Pack out;
-#pragma unroll
-        for (int m = 0; m < kSize; ++m) {
-          const int64_t tm = kChannelsLast ? t + m : t + (l + m >= L);
-          out.v[m] = rescale_one(in.v[m], mult[tm], rs != nullptr, res.v[m], a.activation);
-        }
-        *reinterpret_cast<Pack*>(ys + offset) = out;
-      }
-      if (!kChannelsLast) {
-        for (int64_t e = count / kSize * kSize + tid; e < count; e += kTileThreads) {
-          ys[e] =
-              rescale_one(tile[e], mult[e / L], rs != nullptr, rs ? rs[e] : tile[e], a.activation);
-        }
-      }
-    } else {
-      for (int64_t e = tid; e < count; e += kTileThreads) {
-        const int64_t offset = tile_offset<kChannelsLast>(e, Tn, C);
-        const int64_t t = kChannelsLast ? e % Tn : e / L;
-        ys[offset] =
-            rescale_one(tile[e], mult[t], rs != nullptr, rs ? rs[offset] : tile[e], a.activation);
-      }
-    }
+    const bool has_residual = a.residual != nullptr;
+    store_tile<scalar_t, kChannelsLast>(
+        a.y + it.first, tile, has_residual ? a.residual + it.first : nullptr, Tn, C, L, tid,
+        [&](scalar_t v, int64_t t, scalar_t res) {
+          return rescale_one(v, mult[t], has_residual, res, a.activation);
+        });
     __syncthreads();  // the next item rewrites the tile, the means and the multipliers
+  }
+}
+
+// The single-pass backward (docs/cuda-kernels.md): a block owns T channels of one sample,
+// loads g's tile into shared memory once, sums t = g x over the tile (x streamed from device
+// memory) and its halo (g and x both from device memory), turns the window's t into dz, the
+// tile's dz into dp / L, writes dz (for weight_grad_kernel, the one launch after it) and
+// grad_x = g s + dp / L from shared memory. One read of g and of x, plus the halo's; one
+// write of grad_x; the bits of the five launches.
+template <typename scalar_t, typename acc_t, bool kChannelsLast>
+__global__ void tile_backward_kernel(BackwardArgs<scalar_t, acc_t> a, int64_t T) {
+  ECA_DYNAMIC_SHARED(shared);
+  ECA_SHARED(double, totals, [kRowsPerBlock][kSlots]);
+  const int64_t C = a.C, L = a.L, pad = (a.k - 1) / 2;
+  scalar_t* tile = reinterpret_cast<scalar_t*>(shared);
+  acc_t* dz = reinterpret_cast<acc_t*>(shared + tile_means_offset<scalar_t>(T, L));
+  acc_t* gate = dz + tile_window(T, C, pad);
+  acc_t* shift = gate + T;
+  const int tid = threadIdx.x + kSlots * threadIdx.y;
+  const bool whole = T == C;
+  const int64_t lead = whole ? 0 : pad;
+  const int64_t tiles = (C + T - 1) / T;
+  for (int64_t item = blockIdx.x; item < a.N * tiles; item += gridDim.x) {  // same for the block
+    const TileItem it = tile_item<kChannelsLast>(item, T, C, L, pad);
+    const int64_t n = it.n, c0 = it.c0, Tn = it.Tn;
+
+    // 1. g's tile, from device memory into shared memory.
+    load_tile<scalar_t, kChannelsLast>(tile, a.grad_y + it.first, Tn, C, L, tid);
+    __syncthreads();
+
+    // 2. The window's dz = t s (1 - s), t = sum_l g x.
+    const acc_t* gate_n = a.gate + n * C;
+    window_sums<true, kChannelsLast, scalar_t, acc_t>(
+        tile, a.grad_y + n * C * L, a.x + n * C * L, c0, Tn, lead, it.window, C, L, a.mode, totals,
+        [&](int64_t j, int64_t channel, acc_t t) {
+          dz[j] = channel >= 0 ? gate_input_grad(t, gate_n[channel]) : acc_t(0);
+        });
+
+    // 3. The tile's dz (for the weight gradient) and dp / L (pooled_grad_kernel's arithmetic).
+    const WindowReader<acc_t> dz_at{dz, c0 - lead, C, whole};
+    for (int64_t t = tid; t < Tn; t += kTileThreads) {
+      const int64_t r = n * C + c0 + t;
+      a.dz[r] = dz[t + lead];
+      gate[t] = a.gate[r];
+      shift[t] = channel_conv_transposed_at(dz_at, a.weight, a.k, c0 + t, C, a.mode) / acc_t(L);
+    }
+    __syncthreads();
+
+    // 4. grad_x = g s + dp / L (scale_shift_one's arithmetic), from shared memory.
+    store_tile<scalar_t, kChannelsLast>(
+        a.grad_x + it.first, tile, static_cast<const scalar_t*>(nullptr), Tn, C, L, tid,
+        [&](scalar_t v, int64_t t, scalar_t) {
+          return scale_shift_one(v, gate, shift, t, static_cast<const scalar_t*>(nullptr),
+                                 Activation::None);
+        });
+    __syncthreads();  // the next item rewrites the tile, dz, the gates and the shifts
   }
 }
 

@@ -5,9 +5,12 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <functional>
 #include <limits>
+#include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "cuda_emulation.h"
 // The device code, after the stand-ins.
@@ -19,6 +22,15 @@ std::string last_error;
 std::set<std::string> launched;  // kernel names, for the test that every kernel ran
 std::string launched_list;
 
+// Stream capture, as a CUDA graph records a stream: while capturing, each launch is recorded
+// with its arguments (by value) and runs only at replay; the op's workspaces live until the
+// next capture. What the host reads between launches at capture time is nothing the kernels
+// wrote, so a plan that depended on it would replay wrongly.
+bool capturing = false;
+std::vector<std::function<void()>> captured;
+std::string captured_list;  // kernel names in launch order
+std::vector<std::shared_ptr<void>> captured_workspaces;
+
 struct EmulatedLauncher {
   eca_emu::Options options;
 
@@ -28,7 +40,15 @@ struct EmulatedLauncher {
     launched.insert(name);
     eca_emu::Options with_shared = options;
     with_shared.dynamic_shared_bytes = config.shared_bytes;
-    eca_emu::launch(config.grid, config.block, [&] { kernel(args...); }, with_shared);
+    auto run = [=] {
+      eca_emu::launch(config.grid, config.block, [&] { kernel(args...); }, with_shared);
+    };
+    if (capturing) {
+      captured.push_back(run);
+      captured_list += std::string(name) + " ";
+    } else {
+      run();
+    }
   }
 };
 
@@ -83,8 +103,9 @@ template <typename scalar_t, typename acc_t>
 void backward(const void* grad_y, const void* x, const void* weight, const void* pooled,
               const void* gate, void* grad_x, void* grad_weight, int64_t N, int64_t C, int64_t L,
               int64_t k, int circular, int channels_last, int64_t max_blocks,
-              const eca_emu::Options& options) {
-  auto dz = poisoned<acc_t>(N * C), shift = poisoned<acc_t>(N * C);
+              const eca_emu::Options& options, int64_t tile_budget, int64_t sms) {
+  std::shared_ptr<acc_t[]> dz = poisoned<acc_t>(N * C), shift = poisoned<acc_t>(N * C);
+  if (capturing) captured_workspaces.insert(captured_workspaces.end(), {dz, shift});
   eca_cuda::BackwardArgs<scalar_t, acc_t> args{
       static_cast<const scalar_t*>(grad_y),
       static_cast<const scalar_t*>(x),
@@ -102,6 +123,8 @@ void backward(const void* grad_y, const void* x, const void* weight, const void*
       circular ? eca_cuda::PaddingMode::Circular : eca_cuda::PaddingMode::Zeros,
       channels_last ? eca_cuda::Layout::ChannelsLast : eca_cuda::Layout::ChannelsFirst,
       max_blocks};
+  args.tile_budget = tile_budget;
+  args.sms = sms;
   EmulatedLauncher launch{options};
   eca_cuda::launch_backward(launch, args);
 }
@@ -173,18 +196,20 @@ int eca_emu_tail_forward(int dtype, const void* x, const void* weight, const voi
   });
 }
 
+// The arguments of eca_cuda::BackwardArgs, tile_budget and sms as eca_emu_tail_forward's.
 int eca_emu_backward(int dtype, const void* grad_y, const void* x, const void* weight,
                      const void* pooled, const void* gate, void* grad_x, void* grad_weight,
                      int64_t N, int64_t C, int64_t L, int64_t k, int circular, int channels_last,
-                     int64_t max_blocks, int shuffle_seed) {
+                     int64_t max_blocks, int shuffle_seed, int64_t tile_budget, int64_t sms) {
   return dispatch(dtype, [&]<typename scalar_t, typename acc_t>() {
     backward<scalar_t, acc_t>(grad_y, x, weight, pooled, gate, grad_x, grad_weight, N, C, L, k,
-                              circular, channels_last, max_blocks, options_for(shuffle_seed));
+                              circular, channels_last, max_blocks, options_for(shuffle_seed),
+                              tile_budget, sms);
   });
 }
 
-// The channels per tile that launch_forward's plan picks (0: the three launches), and the
-// tile's dynamic shared memory in *shared_bytes.
+// The channels per tile that launch_forward's and launch_backward's plan picks (0: the
+// multi-launch plans), and the tile's dynamic shared memory in *shared_bytes.
 int64_t eca_emu_tile_channels(int dtype, int64_t N, int64_t C, int64_t L, int64_t k,
                               int64_t tile_budget, int64_t sms, int64_t* shared_bytes) {
   int64_t T = -1;
@@ -196,10 +221,39 @@ int64_t eca_emu_tile_channels(int dtype, int64_t N, int64_t C, int64_t L, int64_
     args.k = k;
     args.tile_budget = tile_budget;
     args.sms = sms;
-    T = eca_cuda::tile_channels(args);
+    T = eca_cuda::tile_channels<scalar_t, acc_t>(args);
     *shared_bytes = T > 0 ? eca_cuda::tile_shared_bytes<scalar_t, acc_t>(T, C, L, (k - 1) / 2) : 0;
   });
   return T;
+}
+
+// Starts (capture != 0) or ends stream capture: between the two, eca_emu_* calls record their
+// launches instead of running them; starting drops the previous recording.
+void eca_emu_capture(int capture) {
+  if (capture) {
+    captured.clear();
+    captured_list.clear();
+    captured_workspaces.clear();
+  }
+  capturing = capture != 0;
+}
+
+// Runs the recorded launches in order, as a graph replay: 0, or 1 with the reason in
+// eca_emu_error.
+int eca_emu_replay() {
+  last_error.clear();
+  try {
+    for (const auto& run : captured) run();
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return 1;
+  }
+  return 0;
+}
+
+// The recorded launches' kernels, in order, space separated.
+const char* eca_emu_captured() {
+  return captured_list.c_str();
 }
 
 const char* eca_emu_error() {

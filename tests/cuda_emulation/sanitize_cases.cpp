@@ -1,10 +1,9 @@
-// The CUDA kernels' forward (three launches, or the single-pass tile) and backward over a set
-// of cases through the emulation, as one program, for the sanitizer builds of
-// tests/test_cuda_sanitized.py. Every buffer is an
-// exact-size allocation starting as NaN. Exits 1 when a launch breaks a rule of the execution
-// model, an output is not finite (a word never written, or computed from poisoned shared
-// memory), or the two layouts give different bits; AddressSanitizer and ThreadSanitizer stop
-// it with their own reports.
+// The CUDA kernels' forward and backward (the multi-launch plans, or the single-pass tiles)
+// over a set of cases through the emulation, as one program, for the sanitizer builds of
+// tests/test_cuda_sanitized.py. Every buffer is an exact-size allocation starting as NaN. Exits 1
+// when a launch breaks a rule of the execution model, an output is not finite (a word never
+// written, or computed from poisoned shared memory), or the two layouts give different bits;
+// AddressSanitizer and ThreadSanitizer stop it with their own reports.
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
@@ -26,7 +25,7 @@ int eca_emu_tail_forward(int dtype, const void* x, const void* weight, const voi
 int eca_emu_backward(int dtype, const void* grad_y, const void* x, const void* weight,
                      const void* pooled, const void* gate, void* grad_x, void* grad_weight,
                      int64_t N, int64_t C, int64_t L, int64_t k, int circular, int channels_last,
-                     int64_t max_blocks, int shuffle_seed);
+                     int64_t max_blocks, int shuffle_seed, int64_t tile_budget, int64_t sms);
 const char* eca_emu_error();
 }
 
@@ -103,7 +102,7 @@ void run_case(int dtype, int64_t N, int64_t C, int64_t L, int64_t k, int circula
     grad_x.emplace_back(numel);
     grad_w.emplace_back(k);
     // Circular cases run the forward with the full block tail (residual, gain, ReLU), zeros
-    // cases the plain layer; a tile budget runs the single-pass kernel where a tile fits.
+    // cases the plain layer; a tile budget runs the single-pass kernels where a tile fits.
     const int forward_failed = eca_emu_tail_forward(
         dtype, xs.data.get(), w.data.get(), circular ? rs.data.get() : nullptr,
         circular ? gain.data.get() : nullptr, y.back().data.get(), pooled.back().data.get(),
@@ -113,7 +112,7 @@ void run_case(int dtype, int64_t N, int64_t C, int64_t L, int64_t k, int circula
         eca_emu_backward(dtype, gs.data.get(), xs.data.get(), w.data.get(),
                          pooled.back().data.get(), gate.back().data.get(), grad_x.back().data.get(),
                          grad_w.back().data.get(), N, C, L, k, circular, last, max_blocks,
-                         last ? seed : -1) != 0) {
+                         last ? seed : -1, tile_budget, 1) != 0) {
       fail(eca_emu_error(), name);
       return;
     }
