@@ -9,6 +9,9 @@ Providers (each in modes ``forward``: no grad; ``backward``: one backward of a r
 - ``compiled``: ``torch.compile(reference.eca)``.
 - ``operator``: the operators called directly (``eca_cuda.ops``), no autograd and no Python
   layer, bare calls as the rooflines are.
+- ``fallback`` (CUDA only): ``operator`` with ``ECA_CUDA_TILE_BUDGET=0``, the multi-launch
+  plans the single-pass kernels replace, for the side-by-side comparison; setting the
+  variable around each call costs it a microsecond or two of host time.
 - ``floor``: ``x.clone()`` timed as ``eca_cuda`` is: its forward reads ``x`` and writes a new
   tensor of its size, its backward takes ``g`` through the autograd engine into ``x.grad``.
   Any ECA layer does at least that through the same entry points, so ``floor`` over the
@@ -26,6 +29,7 @@ the columns are described in ``benchmarks/README.md``.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 
@@ -50,7 +54,7 @@ from tqdm import tqdm
 import eca_cuda
 from eca_cuda import ops, reference
 
-PROVIDERS = ("eca_cuda", "reference", "compiled", "operator", "floor")
+PROVIDERS = ("eca_cuda", "reference", "compiled", "operator", "fallback", "floor")
 MIN_PASSES = {"forward": 2, "backward": 3, "full": 5}  # passes over |x| at the minimum
 # (model, N) groups of each preset: CPU and GPU, quick and --full.
 PRESETS = {
@@ -79,6 +83,19 @@ def operator_steps(x: torch.Tensor, weight: torch.Tensor) -> dict[str, object]:
     return {"forward": forward, "backward": backward, "full": full}
 
 
+def with_tile_budget(budget: str, fn):
+    """``fn`` run with ``ECA_CUDA_TILE_BUDGET=budget``, which the CUDA op reads at each call."""
+
+    def step():
+        os.environ["ECA_CUDA_TILE_BUDGET"] = budget
+        try:
+            return fn()
+        finally:
+            del os.environ["ECA_CUDA_TILE_BUDGET"]
+
+    return step
+
+
 def run_case(case: Case, device: str, providers, fns: dict, rounds: int, min_run_time: float):
     """Rows (dicts) of one case: each provider and mode, with p20/p50/p80 and its ratios."""
     x, weight = case_inputs(case, device)
@@ -89,11 +106,12 @@ def run_case(case: Case, device: str, providers, fns: dict, rounds: int, min_run
         "add": lambda: torch.add(add_g, x, out=add_out),
     }
     for provider in providers:
-        per_mode = (
-            operator_steps(x, weight)
-            if provider == "operator"
-            else {mode: make_step(fns[provider], mode, x, weight) for mode in MODES}
-        )
+        if provider == "operator":
+            per_mode = operator_steps(x, weight)
+        elif provider == "fallback":
+            per_mode = {m: with_tile_budget("0", f) for m, f in operator_steps(x, weight).items()}
+        else:
+            per_mode = {mode: make_step(fns[provider], mode, x, weight) for mode in MODES}
         steps.update({(provider, mode): step for mode, step in per_mode.items()})
     times = time_rounds(steps, rounds, min_run_time)
 
@@ -142,12 +160,14 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help="only this model's rows of eca_layer_shapes.csv")
     parser.add_argument("--batch", type=int, nargs="+", help="only these batch sizes N")
     parser.add_argument(
-        "--providers", nargs="+", choices=PROVIDERS, default=list(PROVIDERS), help="what to time"
+        "--providers", nargs="+", choices=PROVIDERS, help="what to time (default: all that apply)"
     )
     add_timing_args(parser)
     args = parser.parse_args(argv)
 
     device = args.device
+    if args.providers is None:  # the fallback is a CUDA plan: on the CPU it is the operator
+        args.providers = [p for p in PROVIDERS if device == "cuda" or p != "fallback"]
     groups = [
         (model, n)
         for model, n in PRESETS[(device, args.full)]

@@ -91,7 +91,7 @@ def schedules(
     tail = 1 if residual else 0
     rows = [
         {
-            "schedule": "three launches (today)",
+            "schedule": "three launches (fallback)",
             "T": 0,
             "cluster": 0,
             "launches": "3 / 5",

@@ -20,10 +20,11 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-PROVIDERS = ("eca_cuda", "operator", "floor", "compiled", "reference")
+PROVIDERS = ("eca_cuda", "operator", "fallback", "floor", "compiled", "reference")
 STYLE = {  # provider -> (colour, marker)
     "eca_cuda": ("tab:blue", "o"),
     "operator": ("tab:cyan", "^"),
+    "fallback": ("tab:purple", "v"),
     "floor": ("tab:gray", "_"),
     "compiled": ("tab:orange", "s"),
     "reference": ("tab:red", "x"),
@@ -39,8 +40,8 @@ def geomean(values) -> float:
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Geometric means of the p50 ratios per dtype, layout and mode: eca_cuda against eager,
-    compiled and the roofline (per batch size N), and the operator's and floor's roofline
-    ratios."""
+    compiled and the roofline (per batch size N), and the operator's, the multi-launch
+    fallback's and the floor's roofline ratios."""
     columns = {}
     ours = df[df.provider == "eca_cuda"]
     for column, name in (("speedup_vs_eager", "x eager"), ("speedup_vs_compiled", "x compiled")):
@@ -48,7 +49,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     for n in sorted(ours.N.unique()):
         batch = ours[ours.N == n].groupby(GROUP, sort=False)
         columns[f"x roofline N={n}"] = batch.x_roofline.agg(geomean)
-    for provider in ("operator", "floor"):
+    for provider in ("operator", "fallback", "floor"):
         theirs = df[df.provider == provider]
         if len(theirs):
             theirs = theirs.groupby(GROUP, sort=False)

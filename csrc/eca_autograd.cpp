@@ -28,8 +28,11 @@ using TailForwardSchema = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
 using BackwardSchema = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
                                                           const at::Tensor&, const at::Tensor&,
                                                           const at::Tensor&, c10::string_view);
+using TailBackwardSchema = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, c10::string_view);
 
-// Typed handles of the two operators (the schemas TORCH_LIBRARY defines in eca_ops.cpp),
+// Typed handles of the operators (the schemas TORCH_LIBRARY defines in eca_ops.cpp),
 // looked up once: the library is registered by the time a kernel runs.
 const c10::TypedOperatorHandle<ForwardSchema>& forward_op() {
   static const auto op = c10::Dispatcher::singleton()
@@ -49,6 +52,13 @@ const c10::TypedOperatorHandle<BackwardSchema>& backward_op() {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("eca_cuda::eca_backward", "")
                              .typed<BackwardSchema>();
+  return op;
+}
+
+const c10::TypedOperatorHandle<TailBackwardSchema>& tail_backward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("eca_cuda::eca_tail_backward", "")
+                             .typed<TailBackwardSchema>();
   return op;
 }
 
@@ -72,6 +82,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> tail_forward_below_autograd(
     c10::string_view padding_mode) {
   at::AutoDispatchBelowADInplaceOrView guard;
   return tail_forward_op().call(x, weight, residual, scale, gain, activation, padding_mode);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> tail_backward_below_autograd(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight,
+    const at::Tensor& pooled, const at::Tensor& gate, const at::Tensor& out,
+    c10::string_view padding_mode) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return tail_backward_op().call(grad_out, x, weight, pooled, gate, out, padding_mode);
 }
 
 // As once_differentiable does: gradients whose own backward raises, when the caller asked
@@ -125,7 +143,8 @@ class ECAForwardNode : public torch::autograd::Function<ECAForwardNode> {
 // reads its output), the (N, C) pooled and gate, and the 0-d gain.
 // Backward: g' = dLoss/d(pre-activation) is grad_residual; eca_backward of g' * scale * gain
 // gives grad_x and grad_weight (the rescale is linear in its gradient); grad_gain =
-// scale * sum(g' * x * gate).
+// scale * sum(g' * x * gate). A ReLU tail with scale 1 and no gain (ResNet's) runs all of it
+// as eca_tail_backward.
 class ECATailNode : public torch::autograd::Function<ECATailNode> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
@@ -154,18 +173,27 @@ class ECATailNode : public torch::autograd::Function<ECATailNode> {
     const at::Tensor &x = saved[0], &weight = saved[1], &pooled = saved[2], &gate = saved[3];
     const at::Tensor &out = saved[4], &gain = saved[5];
     const double scale = ctx->saved_data["scale"].toDouble();
+    const bool relu = ctx->saved_data["relu"].toBool();
+    const std::string& padding_mode = ctx->saved_data["padding_mode"].toStringRef();
+    if (relu && scale == 1.0 && !gain.defined()) {
+      // ResNet's tail: the mask, the residual's gradient and eca_backward in one op (on CUDA,
+      // in the kernels that read grad_out).
+      auto [grad_x, grad_weight, grad_pre] =
+          tail_backward_below_autograd(grad_outputs[0], x, weight, pooled, gate, out, padding_mode);
+      const at::Tensor grad_residual = ctx->saved_data["residual"].toBool() ? grad_pre : none;
+      return raise_on_double_backward({grad_x, grad_weight, grad_residual, none, none, none, none});
+    }
     // dLoss/d(y * scale * gain + residual): ReLU's backward, as torch.relu's (g where out > 0).
-    const at::Tensor grad_pre = ctx->saved_data["relu"].toBool()
-                                    ? at::threshold_backward(grad_outputs[0], out, 0)
-                                    : grad_outputs[0];
+    const at::Tensor grad_pre =
+        relu ? at::threshold_backward(grad_outputs[0], out, 0) : grad_outputs[0];
     at::Tensor grad_y = grad_pre;
     if (gain.defined()) {
       grad_y = grad_pre * (gain * scale);
     } else if (scale != 1.0) {
       grad_y = grad_pre * scale;
     }
-    auto [grad_x, grad_weight] = backward_below_autograd(
-        grad_y, x, weight, pooled, gate, ctx->saved_data["padding_mode"].toStringRef());
+    auto [grad_x, grad_weight] =
+        backward_below_autograd(grad_y, x, weight, pooled, gate, padding_mode);
     at::Tensor grad_gain;
     if (gain.defined() && gain.requires_grad()) {
       std::vector<int64_t> gate_shape(x.dim(), 1);

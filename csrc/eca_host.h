@@ -41,6 +41,10 @@ struct BackwardProblem {
   int64_t N, C, L, k;
   PaddingMode mode;
   Layout layout;
+  // The ReLU block tail (eca_tail_backward, on a kernel that masks): grad_y is masked where
+  // relu_out <= 0 into grad_pre, the residual's gradient. Both undefined otherwise.
+  at::Tensor relu_out;  // x's shape and dtype, laid out as `layout`
+  at::Tensor grad_pre;  // same layout; written by the kernel
 };
 
 using ForwardKernel = void (*)(const ForwardProblem&);
@@ -66,5 +70,15 @@ std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const 
                                                 const at::Tensor& gate,
                                                 c10::string_view padding_mode,
                                                 BackwardKernel kernel);
+
+// eca_tail_backward, the backward of the ReLU tail out = relu(x * gate + residual): grad_pre =
+// grad_out where out > 0, else 0 (the residual's gradient), and (grad_x, grad_weight) =
+// eca_backward(grad_pre). A kernel that `masks` applies the mask itself (BackwardProblem's
+// relu_out, grad_pre); otherwise the mask runs first, as at::threshold_backward. Returns
+// (grad_x, grad_weight, grad_pre).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run_tail_backward(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight,
+    const at::Tensor& pooled, const at::Tensor& gate, const at::Tensor& out,
+    c10::string_view padding_mode, BackwardKernel kernel, bool masks);
 
 }  // namespace eca_cuda

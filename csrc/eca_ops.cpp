@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cpu/eca_kernels_cpu.h"
@@ -189,11 +190,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const at::Tensor& x,
   return run_tail_forward(x, weight, std::nullopt, 1.0, std::nullopt, "none", padding_mode, kernel);
 }
 
-std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const at::Tensor& x,
-                                                const at::Tensor& weight, const at::Tensor& pooled,
-                                                const at::Tensor& gate,
-                                                c10::string_view padding_mode,
-                                                BackwardKernel kernel) {
+namespace {
+
+// run_backward's body; with relu_out (checked), the kernel masks grad_y into grad_pre.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_impl(
+    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
+    const at::Tensor& pooled, const at::Tensor& gate, c10::string_view padding_mode,
+    BackwardKernel kernel, const at::Tensor& relu_out) {
   check_x(x);
   const int64_t k = check_weight(weight, x);
   const PaddingMode mode = parse_padding_mode(padding_mode);
@@ -215,6 +218,7 @@ std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const 
   }
 
   at::Tensor grad_x = at::empty_like(x);
+  at::Tensor grad_pre = relu_out.defined() ? at::empty_like(x) : at::Tensor();
   // Every kernel writes each tap, so no zero fill unless there is nothing to reduce.
   at::Tensor grad_weight_acc = at::empty({k}, x.options().dtype(acc_dtype));
   if (N * C == 0) {
@@ -234,10 +238,48 @@ std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const 
                       k,
                       mode,
                       layout};
+    if (relu_out.defined()) {
+      p.relu_out = in_layout(relu_out, layout);
+      p.grad_pre = kernel_output(grad_pre, layout);
+    }
     kernel(p);
     finish_output(grad_x, p.grad_x);
+    if (relu_out.defined()) finish_output(grad_pre, p.grad_pre);
   }
-  return {grad_x, grad_weight_acc.to(weight.scalar_type()).view(weight.sizes())};
+  return {grad_x, grad_weight_acc.to(weight.scalar_type()).view(weight.sizes()), grad_pre};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> run_backward(const at::Tensor& grad_y, const at::Tensor& x,
+                                                const at::Tensor& weight, const at::Tensor& pooled,
+                                                const at::Tensor& gate,
+                                                c10::string_view padding_mode,
+                                                BackwardKernel kernel) {
+  auto [grad_x, grad_weight, unused] =
+      backward_impl(grad_y, x, weight, pooled, gate, padding_mode, kernel, at::Tensor());
+  return {grad_x, grad_weight};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run_tail_backward(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight,
+    const at::Tensor& pooled, const at::Tensor& gate, const at::Tensor& out,
+    c10::string_view padding_mode, BackwardKernel kernel, bool masks) {
+  for (const auto& [name, t] : {std::pair{"grad_out", &grad_out}, std::pair{"out", &out}}) {
+    TORCH_CHECK_VALUE(t->sizes() == x.sizes() && t->scalar_type() == x.scalar_type(),
+                      "eca_tail_backward: ", name, " must match x (shape ", x.sizes(), ", dtype ",
+                      x.scalar_type(), "), got shape ", t->sizes(), ", dtype ", t->scalar_type());
+  }
+  TORCH_CHECK(out.device() == x.device(), "eca_tail_backward: out must be on x's device (",
+              x.device(), "), got ", out.device());
+  if (masks) return backward_impl(grad_out, x, weight, pooled, gate, padding_mode, kernel, out);
+  // grad_pre laid out as the masking kernels write it, so every device returns the same
+  // strides (and the fake kernel can say which).
+  at::Tensor grad_pre = at::empty_like(x);
+  at::threshold_backward_out(grad_pre, grad_out, out, 0);
+  auto [grad_x, grad_weight] =
+      run_backward(grad_pre, x, weight, pooled, gate, padding_mode, kernel);
+  return {grad_x, grad_weight, grad_pre};
 }
 
 }  // namespace eca_cuda
@@ -256,6 +298,12 @@ TORCH_LIBRARY(eca_cuda, m) {
   m.def(
       "eca_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor pooled, Tensor gate, "
       "str padding_mode) -> (Tensor grad_x, Tensor grad_weight)");
+  // The backward of eca_tail_forward with activation "relu", scale 1 and no gain, given its
+  // output: grad_pre = grad_out where out > 0 (the residual's gradient), then eca_backward
+  // of grad_pre. The CUDA kernels mask as they read grad_out.
+  m.def(
+      "eca_tail_backward(Tensor grad_out, Tensor x, Tensor weight, Tensor pooled, Tensor gate, "
+      "Tensor out, str padding_mode) -> (Tensor grad_x, Tensor grad_weight, Tensor grad_pre)");
   // The instruction set the CPU kernels run: "AVX512_BF16", "AVX512", "AVX2" or "DEFAULT".
   m.def("cpu_capability() -> str", []() -> std::string { return eca_cuda::cpu::capability(); });
   // SM numbers the CUDA kernels were compiled for (e.g. [80, 90]); empty without CUDA.

@@ -11,7 +11,7 @@ import torch
 
 from . import _C  # noqa: F401  (loading the library registers the operators)
 
-__all__ = ["eca_forward", "eca_tail_forward", "eca_backward"]
+__all__ = ["eca_forward", "eca_tail_forward", "eca_backward", "eca_tail_backward"]
 
 
 def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -103,6 +103,39 @@ def eca_backward(
     return torch.ops.eca_cuda.eca_backward.default(grad_y, x, weight, pooled, gate, padding_mode)
 
 
+def eca_tail_backward(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    pooled: torch.Tensor,
+    gate: torch.Tensor,
+    out: torch.Tensor,
+    padding_mode: str = "zeros",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backward of :func:`eca_tail_forward` with ``activation="relu"``, ``scale=1`` and no
+    ``gain`` (ResNet's block tail), given its output ``out``: ReLU's backward as
+    ``torch.relu``'s (``grad_pre = grad_out`` where ``out > 0``, else 0), then
+    :func:`eca_backward` of ``grad_pre``. On CUDA the kernels apply the mask as they read
+    ``grad_out``; on the CPU it runs first.
+
+    Args:
+        grad_out: gradient of the loss w.r.t. ``out``, shape and dtype of ``x``.
+        x, weight, pooled, gate, padding_mode: as :func:`eca_backward`.
+        out: the ``out`` :func:`eca_tail_forward` returned, shape and dtype of ``x``.
+
+    Returns:
+        ``(grad_x, grad_weight, grad_pre)``: as :func:`eca_backward`, and ``grad_pre`` (the
+        residual's gradient) like ``torch.empty_like(x)``.
+
+    Raises:
+        ValueError / RuntimeError: as :func:`eca_backward`, and for ``grad_out`` or ``out``
+        not matching ``x``.
+    """
+    return torch.ops.eca_cuda.eca_tail_backward.default(
+        grad_out, x, weight, pooled, gate, out, padding_mode
+    )
+
+
 @torch.library.register_fake("eca_cuda::eca_forward")
 def _eca_forward_fake(x, weight, padding_mode):
     torch._check(x.device == weight.device, lambda: "eca: weight must be on x's device")
@@ -132,3 +165,10 @@ def _eca_backward_fake(grad_y, x, weight, pooled, gate, padding_mode):
             ),
         )
     return torch.empty_like(x), torch.empty_like(weight)
+
+
+@torch.library.register_fake("eca_cuda::eca_tail_backward")
+def _eca_tail_backward_fake(grad_out, x, weight, pooled, gate, out, padding_mode):
+    torch._check(out.device == x.device, lambda: "eca_tail_backward: out must be on x's device")
+    grad_x, grad_weight = _eca_backward_fake(grad_out, x, weight, pooled, gate, padding_mode)
+    return grad_x, grad_weight, torch.empty_like(x)

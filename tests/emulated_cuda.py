@@ -168,9 +168,12 @@ class Emulation:
         offset=0,
         tile_budget=0,
         sms=1,
+        relu_out=None,
     ):
         """(grad_x, grad_weight in the accumulation dtype), as :meth:`forward`; ``tile_budget``
-        and ``sms`` as :meth:`tail_forward`'s, for the single-pass backward."""
+        and ``sms`` as :meth:`tail_forward`'s, for the single-pass backward. With ``relu_out``
+        (the ReLU tail's output), ``grad_y`` is masked where it is <= 0 first and the masked
+        gradient (the residual's) comes third."""
         shape3 = (*x.shape[:2], math.prod(x.shape[2:]))
         g = to_kernel_layout(grad_y.reshape(shape3), channels_last, offset)
         xs = to_kernel_layout(x.reshape(shape3), channels_last, offset)
@@ -178,11 +181,18 @@ class Emulation:
         nan = torch.full(shape3, math.nan, dtype=x.dtype)
         grad_x = to_kernel_layout(nan, channels_last, offset)
         grad_w = torch.full_like(w, math.nan)
-        tensors = (g, xs, w, pooled, gate, grad_x, grad_w)
+        out = grad_pre = None
+        if relu_out is not None:
+            out = to_kernel_layout(relu_out.reshape(shape3), channels_last, offset)
+            grad_pre = to_kernel_layout(nan.clone(), channels_last, offset)
+        tensors = (g, xs, w, pooled, gate, out, grad_x, grad_w, grad_pre)
         launch = (padding_mode, channels_last, max_blocks, seed)
         extra = (ctypes.c_int64(tile_budget), ctypes.c_int64(sms))
         self._call(self.lib.eca_emu_backward, x, tensors, w.numel(), *launch, extra=extra)
-        return from_kernel_layout(grad_x, channels_last).reshape(x.shape), grad_w
+        grads = (from_kernel_layout(grad_x, channels_last).reshape(x.shape), grad_w)
+        if grad_pre is None:
+            return grads
+        return (*grads, from_kernel_layout(grad_pre, channels_last).reshape(x.shape))
 
 
 class Graph:

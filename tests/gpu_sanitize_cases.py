@@ -1,8 +1,9 @@
-"""A small set of eca_forward / eca_backward calls for compute-sanitizer on a GPU
+"""A small set of eca_forward / eca_backward / ReLU-tail calls for compute-sanitizer on a GPU
 (benchmarks/run_on_gpu.sh): the shapes of tests/cuda_emulation/sanitize_cases.cpp (a channel
 count off every tile, k > C, several blocks, two spatial chunks), each dtype, layout and
-padding mode, forward and backward, every kernel of csrc/cuda/ launched. Exits 1 when an
-output is not finite or the two layouts disagree; the sanitizer reports the rest.
+padding mode, forward and backward, on the single-pass kernels and on the multi-launch plans
+(ECA_CUDA_TILE_BUDGET=0), every kernel of csrc/cuda/ launched. Exits 1 when an output is not
+finite, or the layouts or the plans disagree; the sanitizer reports the rest.
 
     compute-sanitizer --tool memcheck python3 tests/gpu_sanitize_cases.py
     python3 tests/gpu_sanitize_cases.py --device cpu    # the same calls, to try the script
@@ -11,6 +12,7 @@ output is not finite or the two layouts disagree; the sanitizer reports the rest
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -22,9 +24,12 @@ DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 
 
 def run(x, weight, grad_y, padding_mode):
-    y, pooled, gate = torch.ops.eca_cuda.eca_forward(x, weight, padding_mode)
-    grad_x, grad_w = torch.ops.eca_cuda.eca_backward(grad_y, x, weight, pooled, gate, padding_mode)
-    return y, pooled, gate, grad_x, grad_w
+    ops = torch.ops.eca_cuda
+    y, pooled, gate = ops.eca_forward(x, weight, padding_mode)
+    grad_x, grad_w = ops.eca_backward(grad_y, x, weight, pooled, gate, padding_mode)
+    out, *_ = ops.eca_tail_forward(x, weight, grad_y, 1.0, None, "relu", padding_mode)
+    tail_grads = ops.eca_tail_backward(grad_y, x, weight, pooled, gate, out, padding_mode)
+    return y, pooled, gate, grad_x, grad_w, out, *tail_grads
 
 
 def main(argv=None) -> int:
@@ -40,21 +45,23 @@ def main(argv=None) -> int:
         x = (torch.rand(shape, generator=gen) * 3 - 1).to(device, dtype)
         grad_y = torch.randn(shape, generator=gen).to(device, dtype)
         weight = torch.randn(k, generator=gen).to(device, acc)
-        runs = [
-            run(
-                x.contiguous(memory_format=f),
-                weight,
-                grad_y.contiguous(memory_format=f),
-                padding_mode,
-            )
-            for f in (torch.contiguous_format, torch.channels_last)
-        ]
-        finite = all(t.isfinite().all() for t in runs[0] + runs[1])
-        same = all(torch.equal(a, b) for a, b in zip(*runs))
+        runs = []
+        for budget in (None, "0"):  # the single-pass kernels, then the multi-launch plans
+            if budget is None:
+                os.environ.pop("ECA_CUDA_TILE_BUDGET", None)
+            else:
+                os.environ["ECA_CUDA_TILE_BUDGET"] = budget
+            for f in (torch.contiguous_format, torch.channels_last):
+                xf, gf = x.contiguous(memory_format=f), grad_y.contiguous(memory_format=f)
+                runs.append(run(xf, weight, gf, padding_mode))
+        os.environ.pop("ECA_CUDA_TILE_BUDGET", None)
+        finite = all(t.isfinite().all() for run_ in runs for t in run_)
+        same = all(torch.equal(a, b) for other in runs[1:] for a, b in zip(runs[0], other))
         if not (finite and same):
             failures += 1
             print(
-                f"FAIL {shape} k={k} {dtype} {padding_mode}: finite={finite}, layouts agree={same}"
+                f"FAIL {shape} k={k} {dtype} {padding_mode}: finite={finite}, "
+                f"layouts and plans agree={same}"
             )
     if device == "cuda":
         torch.cuda.synchronize()

@@ -81,11 +81,11 @@ def test_every_kernel_of_every_arch_is_there(resources):
     archs = set(eca_cuda.cuda_archs())
     kernels = {re.sub(r"<.*", "", name) for _, name, _ in resources}
     assert {arch for arch, _, _ in resources} == archs
-    assert len(kernels) == 10, kernels
+    assert len(kernels) == 11, kernels
     # Per arch: the 4 (N, C) kernels for 2 accumulation dtypes, the 4 spatial ones (2
-    # reductions with and without a product, 2 rescales for 2 layouts) for 4 dtypes, and the
-    # single-pass forward and backward for 2 layouts and 4 dtypes.
-    assert len(resources) == len(archs) * (4 * 2 + 4 * 2 * 4 + 2 * 2 * 4)
+    # reductions with and without a product, 2 rescales for 2 layouts) for 4 dtypes, the
+    # single-pass forward and backward for 2 layouts and 4 dtypes, and the ReLU mask for 4.
+    assert len(resources) == len(archs) * (4 * 2 + 4 * 2 * 4 + 2 * 2 * 4 + 4)
 
 
 def test_no_kernel_spills(resources):

@@ -156,11 +156,13 @@ def test_every_cuda_kernel_is_emulated(tmp_path):
         emulation.backward(
             grad_y, x, weight, pooled, gate, "zeros", channels_last, tile_budget=1 << 16
         )
+        # and the ReLU tail's mask before the multi-launch backward
+        emulation.backward(grad_y, x, weight, pooled, gate, "zeros", channels_last, relu_out=x)
     source = "\n".join(p.read_text() for p in sorted((CSRC / "cuda").glob("*.cu*")))
     kernels = set(
         re.findall(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)", source)
     )
-    assert len(kernels) == 10, kernels
+    assert len(kernels) == 11, kernels
     assert emulation.launched() == kernels
 
 
@@ -271,6 +273,50 @@ def test_single_pass_backward_gives_the_five_launch_bits(emulation, shape, k, dt
                 *args, max_blocks=max_blocks, seed=seed, offset=offset, tile_budget=budget, sms=sms
             )
             for name, u, v in zip(("grad_x", "grad_weight"), five, two):
+                assert torch.equal(bits(u), bits(v)), (
+                    f"{name}: channels_last={layout}, {padding_mode}, offset {offset}, {grid}"
+                )
+
+
+@pytest.mark.parametrize("plan", ["multi-launch", *TILE_PLANS])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape, k", CASES)
+def test_relu_tail_backward_is_the_mask_then_the_backward(emulation, shape, k, dtype, plan):
+    """Under the ReLU tail (relu_out given), the backward masks grad_out where out <= 0, as
+    ATen's threshold_backward, writes that as the residual's gradient, and gives the plain
+    backward's bits for the masked gradient: in the single-pass kernel (masked as g's tile
+    loads, the halo as it is read) and in the multi-launch plan (a mask launch first), both
+    layouts and padding modes, aligned and not, on every grid."""
+    budget, sms = TILE_PLANS.get(plan, (0, 1))
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    x, weight, grad_out = make_inputs(shape, k, dtype, "cpu", "contiguous", weight_dtype=acc)
+    residual = torch.randn(shape).to(dtype)
+    for layout, padding_mode in [(False, "zeros"), (True, "circular"), (True, "zeros")]:
+        out, pooled, gate = emulation.tail_forward(
+            x, weight, residual, 1.0, None, "relu", padding_mode, layout
+        )
+        grad_pre = torch.ops.aten.threshold_backward(grad_out, out, 0)
+        expected = (*emulation.backward(grad_pre, x, weight, pooled, gate, padding_mode, layout),)
+        for offset, grid in [(0, "full grid"), (1, "one block"), (0, "shuffled blocks")]:
+            max_blocks, seed = GRIDS[grid]
+            ours = emulation.backward(
+                grad_out,
+                x,
+                weight,
+                pooled,
+                gate,
+                padding_mode,
+                layout,
+                max_blocks=max_blocks,
+                seed=seed,
+                offset=offset,
+                tile_budget=budget,
+                sms=sms,
+                relu_out=out,
+            )
+            for name, u, v in zip(
+                ("grad_x", "grad_weight", "grad_pre"), ours, (*expected, grad_pre)
+            ):
                 assert torch.equal(bits(u), bits(v)), (
                     f"{name}: channels_last={layout}, {padding_mode}, offset {offset}, {grid}"
                 )

@@ -63,8 +63,8 @@ MUTATIONS = {
     ),
     "racecheck: the backward's tile read before the barrier after its load": (
         "cuda/eca_tile.cuh",
-        "a.grad_y + it.first, Tn, C, L, tid);\n    __syncthreads();\n",
-        "a.grad_y + it.first, Tn, C, L, tid);\n",
+        "    __syncthreads();\n\n    // 2. The window's dz",
+        "\n    // 2. The window's dz",
         "thread",
         "ThreadSanitizer: data race",
     ),

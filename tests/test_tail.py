@@ -181,10 +181,46 @@ def test_relu_keeps_nan():
     assert out[0, 1, 1, 1].isnan() and out.isnan().sum() == 1
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
-def test_compile_fullgraph_matches_eager(device):
-    inputs = tail_inputs((2, 16, 8, 8), torch.float32, device, "channels_last", "skipinit gain")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
+def test_tail_backward_is_the_mask_then_the_backward(memory_format, dtype, device):
+    """eca_tail_backward (ResNet's tail: ReLU, scale 1, no gain): grad_pre is ReLU's backward
+    as ATen's threshold_backward, and grad_x, grad_weight are eca_backward's of it, bit for bit;
+    the op passes opcheck (registration, fake kernel, AOT dispatch)."""
+    x, weight, grad = make_inputs((2, 16, 5, 6), 3, dtype, device, memory_format, torch.float32)
+    residual = to_memory_format(torch.randn(x.shape).to(device, dtype), memory_format)
+    out, pooled, gate = eca_cuda.ops.eca_tail_forward(x, weight, residual, 1.0, None, "relu")
+    assert (out == 0).any() and (out > 0).any()
+    args = (grad, x, weight, pooled, gate, out, "zeros")
+    grad_x, grad_weight, grad_pre = eca_cuda.ops.eca_tail_backward(*args)
+    expected_pre = torch.ops.aten.threshold_backward(grad, out, 0)
+    expected = eca_cuda.ops.eca_backward(expected_pre, x, weight, pooled, gate, "zeros")
+    for u, v in zip((grad_x, grad_weight, grad_pre), (*expected, expected_pre)):
+        assert torch.equal(bits(u), bits(v))
+    assert grad_pre.stride() == x.stride()
+    torch.library.opcheck(torch.ops.eca_cuda.eca_tail_backward.default, args)
+
+
+def test_tail_backward_errors_name_the_argument():
+    x, weight, grad = make_inputs((2, 8, 4, 4), 3, torch.float32, "cpu", "contiguous")
+    out, pooled, gate = eca_cuda.ops.eca_tail_forward(x, weight, x, 1.0, None, "relu")
+    backward = eca_cuda.ops.eca_tail_backward
+    with pytest.raises(ValueError, match="out must match x"):
+        backward(grad, x, weight, pooled, gate, out[:, :4])
+    with pytest.raises(ValueError, match="grad_out must match x"):
+        backward(grad.double(), x, weight, pooled, gate, out)
+    with pytest.raises(ValueError, match="pooled and gate must be"):
+        backward(grad, x, weight, pooled[:1], gate, out)
+    with pytest.raises(RuntimeError, match="out must be on x's device"):
+        backward(grad, x, weight, pooled, gate, out.to("meta"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tail", ["skipinit gain", "resnet"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph_matches_eager(device, tail):
+    inputs = tail_inputs((2, 16, 8, 8), torch.float32, device, "channels_last", tail)
     compiled = torch.compile(eca_cuda.eca_tail, fullgraph=True)
     torch._dynamo.reset()
     for ours, eager in zip(run(compiled, *inputs), run(eca_cuda.eca_tail, *inputs)):

@@ -1,5 +1,6 @@
-// Registers the CPU kernels for eca_forward / eca_tail_forward / eca_backward, choosing once, at
-// the first call, the build for the best instruction set torch's own CPU capability allows.
+// Registers the CPU kernels for eca_forward / eca_tail_forward / eca_backward /
+// eca_tail_backward, choosing once, at the first call, the build for the best instruction set
+// torch's own CPU capability allows.
 #include "eca_kernels_cpu.h"
 
 #include <ATen/Version.h>
@@ -63,6 +64,16 @@ std::tuple<at::Tensor, at::Tensor> eca_backward_cpu(const at::Tensor& grad_y, co
   return run_backward(grad_y, x, weight, pooled, gate, padding_mode, kernels().backward);
 }
 
+// The mask runs first (ATen's threshold_backward), then the backward kernels: on the CPU the
+// masked gradient is read back from the core's cache.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> eca_tail_backward_cpu(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight,
+    const at::Tensor& pooled, const at::Tensor& gate, const at::Tensor& out,
+    c10::string_view padding_mode) {
+  return run_tail_backward(grad_out, x, weight, pooled, gate, out, padding_mode, kernels().backward,
+                           /*masks=*/false);
+}
+
 }  // namespace
 
 std::string capability() {
@@ -75,4 +86,5 @@ TORCH_LIBRARY_IMPL(eca_cuda, CPU, m) {
   m.impl("eca_forward", &eca_cuda::cpu::eca_forward_cpu);
   m.impl("eca_tail_forward", &eca_cuda::cpu::eca_tail_forward_cpu);
   m.impl("eca_backward", &eca_cuda::cpu::eca_backward_cpu);
+  m.impl("eca_tail_backward", &eca_cuda::cpu::eca_tail_backward_cpu);
 }

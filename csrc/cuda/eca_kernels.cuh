@@ -92,6 +92,22 @@ __global__ void weight_grad_kernel(const acc_t* __restrict__ dz, const acc_t* __
   }
 }
 
+// ReLU's backward as torch.relu's (threshold_backward at 0): g where out > 0, else 0; a NaN
+// out keeps g.
+template <typename acc_t, typename scalar_t>
+__device__ __forceinline__ scalar_t relu_backward(scalar_t g, scalar_t out) {
+  return acc_t(out) <= acc_t(0) ? scalar_t(0) : g;
+}
+
+// grad_pre = relu_backward(g, out), elementwise: the block tail's mask before the multi-launch
+// backward (the single-pass backward applies it as it loads g).
+template <typename scalar_t, typename acc_t>
+__global__ void relu_backward_kernel(const scalar_t* __restrict__ g,
+                                     const scalar_t* __restrict__ out, int64_t numel,
+                                     scalar_t* __restrict__ grad_pre) {
+  for_each_index(numel, [&](int64_t i) { grad_pre[i] = relu_backward<acc_t>(g[i], out[i]); });
+}
+
 // The row r = n * C + c of (N, C) scale/shift that element i of an (N, C, L) tensor, or of an
 // (N, L, C) one when kChannelsLast, multiplies.
 template <bool kChannelsLast>

@@ -163,9 +163,10 @@ void launch_weight_grad(Launcher& launch, const BackwardArgs<scalar_t, acc_t>& a
          static_cast<const acc_t*>(a.dz), a.pooled, a.N * a.C, a.C, a.k, a.mode, a.grad_weight);
 }
 
-// grad_x = g * s + dp / L and grad_weight: where a tile fits, the single-pass kernel and the
-// weight gradient (2 launches); else 5 (t = sum_l g x; dz; dp / L; grad_x; grad_weight), the
-// same bits. Expects N * C > 0.
+// grad_x = g * s + dp / L and grad_weight (g masked first by the ReLU tail's output, into
+// grad_pre, when there is one): where a tile fits, the single-pass kernel and the weight
+// gradient (2 launches); else the mask's launch and 5 (t = sum_l g x; dz; dp / L; grad_x;
+// grad_weight), the same bits. Expects N * C > 0.
 template <typename scalar_t, typename acc_t, typename Launcher>
 void launch_backward(Launcher& launch, const BackwardArgs<scalar_t, acc_t>& a) {
   if (const int64_t T = tile_channels<scalar_t, acc_t>(a); T > 0) {
@@ -178,16 +179,23 @@ void launch_backward(Launcher& launch, const BackwardArgs<scalar_t, acc_t>& a) {
     launch_weight_grad(launch, a);
     return;
   }
-  const int64_t NC = a.N * a.C;
-  launch_reduce(launch, a.grad_y, a.x, a.N, a.C, a.L, a.layout, acc_t(1), a.dz,
-                a.max_blocks);  // dz holds t
-  launch("gate_input_grad_kernel", gate_input_grad_kernel<acc_t>, threads_for(NC, a.max_blocks),
-         a.dz, a.gate, NC);
-  launch("pooled_grad_kernel", pooled_grad_kernel<acc_t>, threads_for(NC, a.max_blocks),
-         static_cast<const acc_t*>(a.dz), a.weight, NC, a.C, a.k, a.L, a.mode, a.shift);
-  launch_scale_shift(launch, a.grad_y, a.gate, static_cast<const acc_t*>(a.shift), a.N, a.C, a.L,
-                     a.layout, a.grad_x, a.max_blocks);
-  launch_weight_grad(launch, a);
+  BackwardArgs<scalar_t, acc_t> b = a;
+  if (a.relu_out) {
+    const int64_t numel = a.N * a.C * a.L;
+    launch("relu_backward_kernel", relu_backward_kernel<scalar_t, acc_t>,
+           threads_for(numel, a.max_blocks), a.grad_y, a.relu_out, numel, a.grad_pre);
+    b.grad_y = a.grad_pre;
+  }
+  const int64_t NC = b.N * b.C;
+  launch_reduce(launch, b.grad_y, b.x, b.N, b.C, b.L, b.layout, acc_t(1), b.dz,
+                b.max_blocks);  // dz holds t
+  launch("gate_input_grad_kernel", gate_input_grad_kernel<acc_t>, threads_for(NC, b.max_blocks),
+         b.dz, b.gate, NC);
+  launch("pooled_grad_kernel", pooled_grad_kernel<acc_t>, threads_for(NC, b.max_blocks),
+         static_cast<const acc_t*>(b.dz), b.weight, NC, b.C, b.k, b.L, b.mode, b.shift);
+  launch_scale_shift(launch, b.grad_y, b.gate, static_cast<const acc_t*>(b.shift), b.N, b.C, b.L,
+                     b.layout, b.grad_x, b.max_blocks);
+  launch_weight_grad(launch, b);
 }
 
 }  // namespace eca_cuda

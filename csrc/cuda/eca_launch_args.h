@@ -55,6 +55,10 @@ struct BackwardArgs {
   PaddingMode mode;
   Layout layout;
   int64_t max_blocks = kMaxBlocks;
+  // The ReLU block tail: with its output `relu_out` (x's layout), grad_y is first masked
+  // where relu_out <= 0 (ReLU's backward), into grad_pre, the residual's gradient.
+  const scalar_t* relu_out = nullptr;
+  scalar_t* grad_pre = nullptr;
   int64_t tile_budget = 0;  // as ForwardArgs': the single-pass backward (eca_tile.cuh)
   int64_t sms = 1;
 };

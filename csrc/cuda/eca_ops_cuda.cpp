@@ -1,5 +1,6 @@
-// The CUDA registration of eca_forward / eca_tail_forward / eca_backward: tensors to the plain
-// arguments of the CUDA entry points (eca_cuda_entry.h), on the current stream of x's device.
+// The CUDA registration of eca_forward / eca_tail_forward / eca_backward / eca_tail_backward:
+// tensors to the plain arguments of the CUDA entry points (eca_cuda_entry.h), on the current
+// stream of x's device.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
@@ -10,6 +11,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "../eca_host.h"
 #include "eca_cuda_entry.h"
@@ -30,12 +32,16 @@ int64_t device_attribute(cudaDeviceAttr attribute, int device) {
 }
 
 // The single-pass kernels' tile: what this device lets a block opt in to, less the static
-// shared arrays, at most kTileBudget; and its SMs.
+// shared arrays, at most kTileBudget, and at most ECA_CUDA_TILE_BUDGET bytes where that is set
+// (0: the multi-launch plans, which the GPU tests and benchmarks compare with); and its SMs.
 template <typename Args>
 void plan_tiles(Args& args, const at::Device& device) {
   const int index = device.index();
   args.tile_budget = std::min<int64_t>(
       kTileBudget, device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, index) - 4096);
+  if (const char* budget = std::getenv("ECA_CUDA_TILE_BUDGET")) {
+    args.tile_budget = std::min<int64_t>(args.tile_budget, std::atoll(budget));
+  }
   args.sms = device_attribute(cudaDevAttrMultiProcessorCount, index);
 }
 
@@ -82,6 +88,10 @@ void backward_typed(const BackwardProblem& p) {
                                      p.k,
                                      p.mode,
                                      p.layout};
+  if (p.relu_out.defined()) {
+    args.relu_out = p.relu_out.const_data_ptr<scalar_t>();
+    args.grad_pre = p.grad_pre.mutable_data_ptr<scalar_t>();
+  }
   plan_tiles(args, p.x.device());
   check(backward_cuda(args, c10::cuda::getCurrentCUDAStream()));
 }
@@ -120,6 +130,14 @@ std::tuple<at::Tensor, at::Tensor> eca_backward_cuda(const at::Tensor& grad_y, c
   return run_backward(grad_y, x, weight, pooled, gate, padding_mode, &backward_kernel_cuda);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> eca_tail_backward_cuda(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight,
+    const at::Tensor& pooled, const at::Tensor& gate, const at::Tensor& out,
+    c10::string_view padding_mode) {
+  return run_tail_backward(grad_out, x, weight, pooled, gate, out, padding_mode,
+                           &backward_kernel_cuda, /*masks=*/true);
+}
+
 }  // namespace
 }  // namespace eca_cuda
 
@@ -127,4 +145,5 @@ TORCH_LIBRARY_IMPL(eca_cuda, CUDA, m) {
   m.impl("eca_forward", &eca_cuda::eca_forward_cuda);
   m.impl("eca_tail_forward", &eca_cuda::eca_tail_forward_cuda);
   m.impl("eca_backward", &eca_cuda::eca_backward_cuda);
+  m.impl("eca_tail_backward", &eca_cuda::eca_tail_backward_cuda);
 }

@@ -72,40 +72,61 @@ struct WindowReader {
   }
 };
 
-// Copies the tile starting at `src` in device memory into shared memory (`count` = Tn * L
-// elements), in 16-byte packs where tile_packs allows, else one element a step.
-template <typename scalar_t, bool kChannelsLast>
-__device__ __forceinline__ void load_tile(scalar_t* tile, const scalar_t* src, int64_t Tn,
-                                          int64_t C, int64_t L, int tid) {
+// Copies the tile starting at `src` in device memory into shared memory (Tn * L elements),
+// in 16-byte packs where tile_packs allows every pointer, else one element a step. With a
+// `mask` (the ReLU tail's output, at the tile's first element), each element is
+// relu_backward(src, mask) and is also written to `masked` in device memory.
+template <typename scalar_t, typename acc_t, bool kChannelsLast>
+__device__ __forceinline__ void load_tile(scalar_t* tile, const scalar_t* src, const scalar_t* mask,
+                                          scalar_t* masked, int64_t Tn, int64_t C, int64_t L,
+                                          int tid) {
   using Pack = Pack16<scalar_t>;
   constexpr int64_t kSize = Pack::kSize;
   const int64_t count = Tn * L;
-  if (tile_packs<scalar_t, kChannelsLast>(src, Tn, C, L)) {
+  const auto one = [&](int64_t e, int64_t offset) {
+    scalar_t v = src[offset];
+    if (mask) {
+      v = relu_backward<acc_t>(v, mask[offset]);
+      masked[offset] = v;
+    }
+    tile[e] = v;
+  };
+  if (tile_packs<scalar_t, kChannelsLast>(src, Tn, C, L) &&
+      (!mask || (tile_packs<scalar_t, kChannelsLast>(mask, Tn, C, L) &&
+                 tile_packs<scalar_t, kChannelsLast>(masked, Tn, C, L)))) {
     for (int64_t q = tid; q < count / kSize; q += kTileThreads) {
-      reinterpret_cast<Pack*>(tile)[q] =
-          *reinterpret_cast<const Pack*>(src + tile_offset<kChannelsLast>(q * kSize, Tn, C));
+      const int64_t offset = tile_offset<kChannelsLast>(q * kSize, Tn, C);
+      Pack v = *reinterpret_cast<const Pack*>(src + offset);
+      if (mask) {
+        const Pack m = *reinterpret_cast<const Pack*>(mask + offset);
+#pragma unroll
+        for (int i = 0; i < kSize; ++i) v.v[i] = relu_backward<acc_t>(v.v[i], m.v[i]);
+        *reinterpret_cast<Pack*>(masked + offset) = v;
+      }
+      reinterpret_cast<Pack*>(tile)[q] = v;
     }
     if (!kChannelsLast) {  // the elements past the last pack (channels last has none)
-      for (int64_t e = count / kSize * kSize + tid; e < count; e += kTileThreads) tile[e] = src[e];
+      for (int64_t e = count / kSize * kSize + tid; e < count; e += kTileThreads) one(e, e);
     }
   } else {
     for (int64_t e = tid; e < count; e += kTileThreads) {
-      tile[e] = src[tile_offset<kChannelsLast>(e, Tn, C)];
+      one(e, tile_offset<kChannelsLast>(e, Tn, C));
     }
   }
 }
 
 // The window's spatial sums, kRowsPerBlock channels at a time, as reduce_rows_kernel sums
 // rows: sum_l a (kProduct: sum_l a * b, b from device memory), a from the shared tile for the
-// tile's channels and from device memory (`a_global`, the sample's first element) for the
-// halo's. Thread (0, y) calls store(j, channel, sum) for window channel j (channel -1: the
-// zero padding, sum 0). Ends with a barrier.
+// tile's channels and from device memory (`a_global`, the sample's first element; masked by
+// `mask_global` as load_tile masks, where given) for the halo's. Thread (0, y) calls
+// store(j, channel, sum) for window channel j (channel -1: the zero padding, sum 0). Ends with
+// a barrier.
 template <bool kProduct, bool kChannelsLast, typename scalar_t, typename acc_t, typename Store>
 __device__ __forceinline__ void window_sums(const scalar_t* tile, const scalar_t* a_global,
-                                            const scalar_t* b_global, int64_t c0, int64_t Tn,
-                                            int64_t lead, int64_t window, int64_t C, int64_t L,
-                                            PaddingMode mode, double (*totals)[kSlots],
-                                            const Store& store) {
+                                            const scalar_t* mask_global, const scalar_t* b_global,
+                                            int64_t c0, int64_t Tn, int64_t lead, int64_t window,
+                                            int64_t C, int64_t L, PaddingMode mode,
+                                            double (*totals)[kSlots], const Store& store) {
   const int slot = threadIdx.x;
   for (int64_t j0 = 0; j0 < window; j0 += kRowsPerBlock) {
     const int64_t j = j0 + threadIdx.y, t = j - lead;
@@ -116,16 +137,20 @@ __device__ __forceinline__ void window_sums(const scalar_t* tile, const scalar_t
       const scalar_t* src = in_tile ? tile + (kChannelsLast ? t : t * L)
                                     : a_global + (kChannelsLast ? channel : channel * L);
       const int64_t stride = in_tile ? (kChannelsLast ? Tn : 1) : (kChannelsLast ? C : 1);
-      const scalar_t* other = kProduct ? b_global + (kChannelsLast ? channel : channel * L) : src;
-      const int64_t other_stride = kChannelsLast ? C : 1;
+      const int64_t global_offset = kChannelsLast ? channel : channel * L;
+      const int64_t global_stride = kChannelsLast ? C : 1;
+      const scalar_t* other = kProduct ? b_global + global_offset : src;
+      const scalar_t* mask = mask_global && !in_tile ? mask_global + global_offset : nullptr;
       for (int64_t l0 = 0; l0 < L; l0 += kSumChunk) {
         const int64_t end = min(L, l0 + kSumChunk);
         acc_t sum = acc_t(0);
         for (int64_t l = l0 + slot; l < end; l += kSlots) {
+          scalar_t v = src[l * stride];
+          if (mask) v = relu_backward<acc_t>(v, mask[l * global_stride]);
           if constexpr (kProduct) {  // add_term's fma(a, b, sum)
-            sum = fma(acc_t(src[l * stride]), acc_t(other[l * other_stride]), sum);
+            sum = fma(acc_t(v), acc_t(other[l * global_stride]), sum);
           } else {
-            sum = sum + acc_t(src[l * stride]);
+            sum = sum + acc_t(v);
           }
         }
         total += double(sum);
@@ -212,14 +237,15 @@ __global__ void tile_forward_kernel(ForwardArgs<scalar_t, acc_t> a, int64_t T) {
     const int64_t n = it.n, c0 = it.c0, Tn = it.Tn;
 
     // 1. The tile, from device memory into shared memory.
-    load_tile<scalar_t, kChannelsLast>(tile, a.x + it.first, Tn, C, L, tid);
+    load_tile<scalar_t, acc_t, kChannelsLast>(tile, a.x + it.first, nullptr, nullptr, Tn, C, L,
+                                              tid);
     __syncthreads();
 
     // 2. The window's means: the tile's channels from shared memory, the halo's from device
     // memory.
     const scalar_t* sample = a.x + n * C * L;
     window_sums<false, kChannelsLast, scalar_t, acc_t>(
-        tile, sample, sample, c0, Tn, lead, it.window, C, L, a.mode, totals,
+        tile, sample, nullptr, sample, c0, Tn, lead, it.window, C, L, a.mode, totals,
         [&](int64_t j, int64_t, acc_t sum) { means[j] = sum * (acc_t(1) / acc_t(L)); });
 
     // 3. The tile's gates (gate_kernel's arithmetic, the means read from the window).
@@ -251,11 +277,12 @@ __global__ void tile_forward_kernel(ForwardArgs<scalar_t, acc_t> a, int64_t T) {
 }
 
 // The single-pass backward (docs/cuda-kernels.md): a block owns T channels of one sample,
-// loads g's tile into shared memory once, sums t = g x over the tile (x streamed from device
-// memory) and its halo (g and x both from device memory), turns the window's t into dz, the
-// tile's dz into dp / L, writes dz (for weight_grad_kernel, the one launch after it) and
-// grad_x = g s + dp / L from shared memory. One read of g and of x, plus the halo's; one
-// write of grad_x; the bits of the five launches.
+// loads g's tile into shared memory once (under a ReLU tail: masked by its output as it
+// loads, and written out once as the residual's gradient), sums t = g x over the tile (x streamed
+// from device memory) and its halo (g and x both from device memory), turns the window's t into dz,
+// the tile's dz into dp / L, writes dz (for weight_grad_kernel, the one launch after it) and grad_x
+// = g s + dp / L from shared memory. One read of g and of x, plus the halo's; one write of grad_x;
+// the bits of the five launches.
 template <typename scalar_t, typename acc_t, bool kChannelsLast>
 __global__ void tile_backward_kernel(BackwardArgs<scalar_t, acc_t> a, int64_t T) {
   ECA_DYNAMIC_SHARED(shared);
@@ -273,15 +300,19 @@ __global__ void tile_backward_kernel(BackwardArgs<scalar_t, acc_t> a, int64_t T)
     const TileItem it = tile_item<kChannelsLast>(item, T, C, L, pad);
     const int64_t n = it.n, c0 = it.c0, Tn = it.Tn;
 
-    // 1. g's tile, from device memory into shared memory.
-    load_tile<scalar_t, kChannelsLast>(tile, a.grad_y + it.first, Tn, C, L, tid);
+    // 1. g's tile, from device memory into shared memory (masked, and written out as the
+    // residual's gradient, under a ReLU tail).
+    const bool masks = a.relu_out != nullptr;
+    load_tile<scalar_t, acc_t, kChannelsLast>(
+        tile, a.grad_y + it.first, masks ? a.relu_out + it.first : nullptr,
+        masks ? a.grad_pre + it.first : nullptr, Tn, C, L, tid);
     __syncthreads();
 
     // 2. The window's dz = t s (1 - s), t = sum_l g x.
     const acc_t* gate_n = a.gate + n * C;
     window_sums<true, kChannelsLast, scalar_t, acc_t>(
-        tile, a.grad_y + n * C * L, a.x + n * C * L, c0, Tn, lead, it.window, C, L, a.mode, totals,
-        [&](int64_t j, int64_t channel, acc_t t) {
+        tile, a.grad_y + n * C * L, masks ? a.relu_out + n * C * L : nullptr, a.x + n * C * L, c0,
+        Tn, lead, it.window, C, L, a.mode, totals, [&](int64_t j, int64_t channel, acc_t t) {
           dz[j] = channel >= 0 ? gate_input_grad(t, gate_n[channel]) : acc_t(0);
         });
 

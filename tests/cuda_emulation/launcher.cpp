@@ -103,7 +103,8 @@ template <typename scalar_t, typename acc_t>
 void backward(const void* grad_y, const void* x, const void* weight, const void* pooled,
               const void* gate, void* grad_x, void* grad_weight, int64_t N, int64_t C, int64_t L,
               int64_t k, int circular, int channels_last, int64_t max_blocks,
-              const eca_emu::Options& options, int64_t tile_budget, int64_t sms) {
+              const eca_emu::Options& options, const void* relu_out, void* grad_pre,
+              int64_t tile_budget, int64_t sms) {
   std::shared_ptr<acc_t[]> dz = poisoned<acc_t>(N * C), shift = poisoned<acc_t>(N * C);
   if (capturing) captured_workspaces.insert(captured_workspaces.end(), {dz, shift});
   eca_cuda::BackwardArgs<scalar_t, acc_t> args{
@@ -123,6 +124,8 @@ void backward(const void* grad_y, const void* x, const void* weight, const void*
       circular ? eca_cuda::PaddingMode::Circular : eca_cuda::PaddingMode::Zeros,
       channels_last ? eca_cuda::Layout::ChannelsLast : eca_cuda::Layout::ChannelsFirst,
       max_blocks};
+  args.relu_out = static_cast<const scalar_t*>(relu_out);
+  args.grad_pre = static_cast<scalar_t*>(grad_pre);
   args.tile_budget = tile_budget;
   args.sms = sms;
   EmulatedLauncher launch{options};
@@ -196,15 +199,18 @@ int eca_emu_tail_forward(int dtype, const void* x, const void* weight, const voi
   });
 }
 
-// The arguments of eca_cuda::BackwardArgs, tile_budget and sms as eca_emu_tail_forward's.
+// The arguments of eca_cuda::BackwardArgs: relu_out (the ReLU tail's output, or null) and
+// grad_pre (x's layout, written with relu_out), tile_budget and sms as
+// eca_emu_tail_forward's.
 int eca_emu_backward(int dtype, const void* grad_y, const void* x, const void* weight,
-                     const void* pooled, const void* gate, void* grad_x, void* grad_weight,
-                     int64_t N, int64_t C, int64_t L, int64_t k, int circular, int channels_last,
-                     int64_t max_blocks, int shuffle_seed, int64_t tile_budget, int64_t sms) {
+                     const void* pooled, const void* gate, const void* relu_out, void* grad_x,
+                     void* grad_weight, void* grad_pre, int64_t N, int64_t C, int64_t L, int64_t k,
+                     int circular, int channels_last, int64_t max_blocks, int shuffle_seed,
+                     int64_t tile_budget, int64_t sms) {
   return dispatch(dtype, [&]<typename scalar_t, typename acc_t>() {
     backward<scalar_t, acc_t>(grad_y, x, weight, pooled, gate, grad_x, grad_weight, N, C, L, k,
                               circular, channels_last, max_blocks, options_for(shuffle_seed),
-                              tile_budget, sms);
+                              relu_out, grad_pre, tile_budget, sms);
   });
 }
 

@@ -23,9 +23,10 @@ int eca_emu_tail_forward(int dtype, const void* x, const void* weight, const voi
                          int channels_last, int64_t max_blocks, int shuffle_seed, double scale,
                          int relu, int64_t tile_budget, int64_t sms);
 int eca_emu_backward(int dtype, const void* grad_y, const void* x, const void* weight,
-                     const void* pooled, const void* gate, void* grad_x, void* grad_weight,
-                     int64_t N, int64_t C, int64_t L, int64_t k, int circular, int channels_last,
-                     int64_t max_blocks, int shuffle_seed, int64_t tile_budget, int64_t sms);
+                     const void* pooled, const void* gate, const void* relu_out, void* grad_x,
+                     void* grad_weight, void* grad_pre, int64_t N, int64_t C, int64_t L, int64_t k,
+                     int circular, int channels_last, int64_t max_blocks, int shuffle_seed,
+                     int64_t tile_budget, int64_t sms);
 const char* eca_emu_error();
 }
 
@@ -92,7 +93,7 @@ void run_case(int dtype, int64_t N, int64_t C, int64_t L, int64_t k, int circula
   for (int64_t i = 0; i < k; ++i) w.data[i] = acc_t(uniform(gen) - 0.5f);
 
   std::vector<Buffer<acc_t>> pooled, gate, grad_w;
-  std::vector<Buffer<scalar_t>> y, grad_x;
+  std::vector<Buffer<scalar_t>> y, grad_x, grad_pre;
   for (const bool last : {false, true}) {
     const Buffer<scalar_t> xs = laid_out(x, N, C, L, last), gs = laid_out(grad_y, N, C, L, last);
     const Buffer<scalar_t> rs = laid_out(residual, N, C, L, last);
@@ -100,6 +101,7 @@ void run_case(int dtype, int64_t N, int64_t C, int64_t L, int64_t k, int circula
     gate.emplace_back(N * C);
     y.emplace_back(numel);
     grad_x.emplace_back(numel);
+    grad_pre.emplace_back(numel);
     grad_w.emplace_back(k);
     // Circular cases run the forward with the full block tail (residual, gain, ReLU), zeros
     // cases the plain layer; a tile budget runs the single-pass kernels where a tile fits.
@@ -109,26 +111,31 @@ void run_case(int dtype, int64_t N, int64_t C, int64_t L, int64_t k, int circula
         gate.back().data.get(), circular ? multiplier.data.get() : nullptr, N, C, L, k, circular,
         last, max_blocks, last ? seed : -1, circular ? 0.5 : 1.0, circular, tile_budget, 1);
     if (forward_failed != 0 ||
+        // and the backward through the ReLU tail's mask (out = y) for the circular cases
         eca_emu_backward(dtype, gs.data.get(), xs.data.get(), w.data.get(),
-                         pooled.back().data.get(), gate.back().data.get(), grad_x.back().data.get(),
-                         grad_w.back().data.get(), N, C, L, k, circular, last, max_blocks,
-                         last ? seed : -1, tile_budget, 1) != 0) {
+                         pooled.back().data.get(), gate.back().data.get(),
+                         circular ? y.back().data.get() : nullptr, grad_x.back().data.get(),
+                         grad_w.back().data.get(), grad_pre.back().data.get(), N, C, L, k, circular,
+                         last, max_blocks, last ? seed : -1, tile_budget, 1) != 0) {
       fail(eca_emu_error(), name);
       return;
     }
     if (last) {  // (N, L, C) read as (N, C', L') = (N, L, C) and transposed: (N, C, L)
       y.back() = laid_out(y.back(), N, L, C, true);
       grad_x.back() = laid_out(grad_x.back(), N, L, C, true);
+      grad_pre.back() = laid_out(grad_pre.back(), N, L, C, true);
     }
   }
   for (int i = 0; i < 2; ++i) {
     if (!all_finite(pooled[i]) || !all_finite(gate[i]) || !all_finite(y[i]) ||
-        !all_finite(grad_x[i]) || !all_finite(grad_w[i])) {
+        !all_finite(grad_x[i]) || !all_finite(grad_w[i]) ||
+        (circular && !all_finite(grad_pre[i]))) {
       fail(i ? "an output is not finite (channels last)" : "an output is not finite", name);
     }
   }
   if (!same_bits(pooled[0], pooled[1]) || !same_bits(gate[0], gate[1]) || !same_bits(y[0], y[1]) ||
-      !same_bits(grad_x[0], grad_x[1]) || !same_bits(grad_w[0], grad_w[1])) {
+      !same_bits(grad_x[0], grad_x[1]) || !same_bits(grad_w[0], grad_w[1]) ||
+      !same_bits(grad_pre[0], grad_pre[1])) {
     fail("the layouts give different bits", name);
   }
 }
