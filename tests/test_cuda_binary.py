@@ -81,17 +81,27 @@ def test_every_kernel_of_every_arch_is_there(resources):
     archs = set(eca_cuda.cuda_archs())
     kernels = {re.sub(r"<.*", "", name) for _, name, _ in resources}
     assert {arch for arch, _, _ in resources} == archs
-    assert len(kernels) == 11, kernels
-    # Per arch: the 4 (N, C) kernels for 2 accumulation dtypes, the 4 spatial ones (2
+    assert len(kernels) == 12, kernels
+    # Per arch: the 5 (N, C) kernels for 2 accumulation dtypes, the 4 spatial ones (2
     # reductions with and without a product, 2 rescales for 2 layouts) for 4 dtypes, the
     # single-pass forward and backward for 2 layouts and 4 dtypes, and the ReLU mask for 4.
-    assert len(resources) == len(archs) * (4 * 2 + 4 * 2 * 4 + 2 * 2 * 4 + 4)
+    assert len(resources) == len(archs) * (5 * 2 + 4 * 2 * 4 + 2 * 2 * 4 + 4)
 
 
 def test_no_kernel_spills(resources):
     """Register spills land in the stack frame (local memory): none in any kernel."""
     spilling = [(arch, name, u) for arch, name, u in resources if u["STACK"] or u["LOCAL"]]
     assert not spilling, spilling
+
+
+def test_tile_kernels_fit_two_blocks_per_sm(resources):
+    """The occupancy the single-pass plan is sized for (docs/cuda-kernels.md): two blocks of
+    256 threads per SM, which shared memory allows (two 100 KiB tiles) and registers must too:
+    at most 65536 / 512 = 128 registers a thread, on every architecture."""
+    tiles = [(arch, name, u) for arch, name, u in resources if "tile_" in name]
+    assert len(tiles) == len(eca_cuda.cuda_archs()) * 16
+    heavy = [(arch, name, u["REG"]) for arch, name, u in tiles if u["REG"] > 128]
+    assert not heavy, heavy
 
 
 def test_packed_rescale_moves_128_bits(resources):

@@ -146,6 +146,7 @@ def test_every_cuda_kernel_is_emulated(tmp_path):
         ((2, 16, 5, 5), False),
         ((2, 16, 5, 5), True),
         ((1, 3, 1, 1), False),
+        ((2, 2100, 1, 1), False),  # two chunks of the weight gradient
     ]:
         x, weight, grad_y = make_inputs(shape, 3, torch.float32, "cpu", "contiguous")
         emulated(emulation, x, weight, grad_y, "zeros", channels_last, "full grid")
@@ -162,7 +163,7 @@ def test_every_cuda_kernel_is_emulated(tmp_path):
     kernels = set(
         re.findall(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)", source)
     )
-    assert len(kernels) == 11, kernels
+    assert len(kernels) == 12, kernels
     assert emulation.launched() == kernels
 
 
@@ -320,6 +321,28 @@ def test_relu_tail_backward_is_the_mask_then_the_backward(emulation, shape, k, d
                 assert torch.equal(bits(u), bits(v)), (
                     f"{name}: channels_last={layout}, {padding_mode}, offset {offset}, {grid}"
                 )
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_weight_gradient_in_chunks(emulation, dtype, padding_mode):
+    """N * C = 4500 rows: the weight gradient's two stages (chunk sums, then their sum) give
+    the same bits on every grid and plan, and the CPU operator's values up to rounding."""
+    x, weight, grad_y = make_inputs(
+        (3, 1500, 1, 1), 3, dtype, "cpu", "contiguous", weight_dtype=dtype
+    )
+    _, pooled, gate = emulation.forward(x, weight, padding_mode, False)
+    args = (grad_y, x, weight, pooled, gate, padding_mode)
+    first = emulation.backward(*args, False)[1]
+    for layout, grid, budget in [(True, "one block", 0), (False, "shuffled blocks", 1 << 16)]:
+        max_blocks, seed = GRIDS[grid]
+        run = emulation.backward(
+            *args, layout, max_blocks=max_blocks, seed=seed, tile_budget=budget
+        )
+        assert torch.equal(bits(first), bits(run[1])), (layout, grid, budget)
+    _, cpu_pooled, cpu_gate = torch.ops.eca_cuda.eca_forward(x, weight, padding_mode)
+    cpu = torch.ops.eca_cuda.eca_backward(grad_y, x, weight, cpu_pooled, cpu_gate, padding_mode)
+    assert_close_to_cpu(first, cpu[1].reshape(-1), "grad_weight")
 
 
 def test_single_pass_cases_cover_every_kind_of_tile(emulation):

@@ -8,10 +8,12 @@
 
 #include "../eca_math.h"
 #include "eca_device.cuh"
+#include "eca_launch_args.h"
 
 namespace eca_cuda {
 
 constexpr int kThreads = 256;  // threads of every 1-D block
+static_assert(kWeightGradRows == 16 * kThreads);
 
 // f(i) for i in [0, n), grid-stride, 64-bit indices: any n fits any grid.
 template <typename F>
@@ -72,23 +74,43 @@ __device__ __forceinline__ T block_sum(T v, T* partial /* kThreads, shared */) {
   return v;
 }
 
-// dw[j] = sum_{n, c} dz[n, c] p[n, c + j - pad]: a block per tap (taps grid-stride); thread t
-// adds the terms r = t, t + kThreads, ... in increasing r, then block_sum.
+// The weight gradient dw[j] = sum_{n, c} dz[n, c] p[n, c + j - pad], stage 1: block item
+// (j, b) sums the rows r = n * C + c of chunk b (kWeightGradRows of them, eca_launch_args.h),
+// thread t the rows r0 + t, r0 + t + kThreads, ... in increasing r, then block_sum; it writes
+// out[j * chunks + b], which with one chunk is dw itself. Blocks over taps and chunks, so a
+// large N * C fills the GPU rather than k SMs.
 template <typename acc_t>
 __global__ void weight_grad_kernel(const acc_t* __restrict__ dz, const acc_t* __restrict__ pooled,
                                    int64_t NC, int64_t C, int64_t k, PaddingMode mode,
-                                   acc_t* __restrict__ grad_w) {
+                                   int64_t chunks, acc_t* __restrict__ out) {
+  ECA_SHARED(acc_t, partial, [kThreads]);
+  for (int64_t item = blockIdx.x; item < k * chunks; item += gridDim.x) {  // same for the block
+    const int64_t j = item / chunks, r0 = item % chunks * kWeightGradRows;
+    const int64_t end = min(NC, r0 + kWeightGradRows);
+    acc_t sum = acc_t(0);
+    int64_t r = r0 + threadIdx.x, n = r / C, c = r - n * C;
+    for (; r < end; r += kThreads) {
+      sum += weight_grad_term(dz + n * C, pooled + n * C, j, k, c, C, mode);
+      for (c += kThreads; c >= C; c -= C) ++n;  // the next row's (n, c), with no division
+    }
+    sum = block_sum(sum, partial);
+    if (threadIdx.x == 0) out[item] = sum;
+    // No barrier before the next item: after block_sum's last one, thread t < 32 reads only
+    // partial[t], which no other thread writes next.
+  }
+}
+
+// Stage 2, with more than one chunk: dw[j] = the sum of tap j's chunk sums, thread t adding
+// b = t, t + kThreads, ... in increasing b, then block_sum; a block per tap.
+template <typename acc_t>
+__global__ void weight_grad_sum_kernel(const acc_t* __restrict__ chunk_sums, int64_t k,
+                                       int64_t chunks, acc_t* __restrict__ grad_w) {
   ECA_SHARED(acc_t, partial, [kThreads]);
   for (int64_t j = blockIdx.x; j < k; j += gridDim.x) {  // the same for the whole block
     acc_t sum = acc_t(0);
-    for (int64_t r = threadIdx.x; r < NC; r += kThreads) {
-      const int64_t n = r / C;
-      sum += weight_grad_term(dz + n * C, pooled + n * C, j, k, r % C, C, mode);
-    }
+    for (int64_t b = threadIdx.x; b < chunks; b += kThreads) sum += chunk_sums[j * chunks + b];
     sum = block_sum(sum, partial);
     if (threadIdx.x == 0) grad_w[j] = sum;
-    // No barrier before the next tap: after block_sum's last one, thread t < 32 reads only
-    // partial[t], which no other thread writes next.
   }
 }
 

@@ -155,18 +155,27 @@ void launch_forward(Launcher& launch, const ForwardArgs<scalar_t, acc_t>& a) {
                      TailArgs<scalar_t>{a.residual, a.activation});
 }
 
-// grad_weight[j] = sum_{n, c} dz[n, c] p[n, c + j - pad], in a fixed order (weight_grad_kernel).
+// grad_weight[j] = sum_{n, c} dz[n, c] p[n, c + j - pad], in a fixed order: one launch per
+// tap and chunk of rows, and one more to add the chunks' sums where there are several.
 template <typename scalar_t, typename acc_t, typename Launcher>
 void launch_weight_grad(Launcher& launch, const BackwardArgs<scalar_t, acc_t>& a) {
+  const int64_t NC = a.N * a.C, chunks = weight_grad_chunks(NC);
+  acc_t* out = chunks == 1 ? a.grad_weight : a.weight_grad_partial;
   launch("weight_grad_kernel", weight_grad_kernel<acc_t>,
-         LaunchConfig{dim3(static_cast<unsigned>(std::min(a.k, a.max_blocks))), dim3(kThreads)},
-         static_cast<const acc_t*>(a.dz), a.pooled, a.N * a.C, a.C, a.k, a.mode, a.grad_weight);
+         blocks_for(a.k * chunks, 1, dim3(kThreads), a.max_blocks), static_cast<const acc_t*>(a.dz),
+         a.pooled, NC, a.C, a.k, a.mode, chunks, out);
+  if (chunks > 1) {
+    launch("weight_grad_sum_kernel", weight_grad_sum_kernel<acc_t>,
+           blocks_for(a.k, 1, dim3(kThreads), a.max_blocks), static_cast<const acc_t*>(out), a.k,
+           chunks, a.grad_weight);
+  }
 }
 
 // grad_x = g * s + dp / L and grad_weight (g masked first by the ReLU tail's output, into
 // grad_pre, when there is one): where a tile fits, the single-pass kernel and the weight
-// gradient (2 launches); else the mask's launch and 5 (t = sum_l g x; dz; dp / L; grad_x;
-// grad_weight), the same bits. Expects N * C > 0.
+// gradient (2 launches, 3 when N * C > kWeightGradRows); else the mask's launch and 5 (t =
+// sum_l g x; dz; dp / L; grad_x; grad_weight, one more as before), the same bits. Expects
+// N * C > 0.
 template <typename scalar_t, typename acc_t, typename Launcher>
 void launch_backward(Launcher& launch, const BackwardArgs<scalar_t, acc_t>& a) {
   if (const int64_t T = tile_channels<scalar_t, acc_t>(a); T > 0) {

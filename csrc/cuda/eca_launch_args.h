@@ -17,6 +17,13 @@ constexpr int64_t kMaxBlocks = 65535 * 8;
 // with room for the static arrays (docs/cuda-kernels.md).
 constexpr int64_t kTileBudget = 100 * 1024;
 
+// Rows of dz one block of the weight gradient's first stage sums (16 a thread), and the
+// chunks of N * C rows that makes: one chunk needs no second stage and no workspace.
+constexpr int64_t kWeightGradRows = 16 * 256;
+inline int64_t weight_grad_chunks(int64_t NC) {
+  return NC > kWeightGradRows ? (NC + kWeightGradRows - 1) / kWeightGradRows : 1;
+}
+
 template <typename scalar_t, typename acc_t>
 struct ForwardArgs {
   const scalar_t* x;    // (N, C, L) or (N, L, C) as `layout`
@@ -55,6 +62,8 @@ struct BackwardArgs {
   PaddingMode mode;
   Layout layout;
   int64_t max_blocks = kMaxBlocks;
+  // (k * weight_grad_chunks(N * C),) workspace, with more than one chunk
+  acc_t* weight_grad_partial = nullptr;
   // The ReLU block tail: with its output `relu_out` (x's layout), grad_y is first masked
   // where relu_out <= 0 (ReLU's backward), into grad_pre, the residual's gradient.
   const scalar_t* relu_out = nullptr;

@@ -73,6 +73,7 @@ void backward_typed(const BackwardProblem& p) {
   using acc_t = at::opmath_type<scalar_t>;
   at::Tensor dz = at::empty({p.N, p.C}, p.pooled.options());
   at::Tensor shift = at::empty({p.N, p.C}, p.pooled.options());
+  at::Tensor chunk_sums = at::empty({p.k * weight_grad_chunks(p.N * p.C)}, p.pooled.options());
   BackwardArgs<scalar_t, acc_t> args{p.grad_y.const_data_ptr<scalar_t>(),
                                      p.x.const_data_ptr<scalar_t>(),
                                      p.weight.const_data_ptr<acc_t>(),
@@ -88,6 +89,7 @@ void backward_typed(const BackwardProblem& p) {
                                      p.k,
                                      p.mode,
                                      p.layout};
+  args.weight_grad_partial = chunk_sums.mutable_data_ptr<acc_t>();
   if (p.relu_out.defined()) {
     args.relu_out = p.relu_out.const_data_ptr<scalar_t>();
     args.grad_pre = p.grad_pre.mutable_data_ptr<scalar_t>();

@@ -106,7 +106,8 @@ void backward(const void* grad_y, const void* x, const void* weight, const void*
               const eca_emu::Options& options, const void* relu_out, void* grad_pre,
               int64_t tile_budget, int64_t sms) {
   std::shared_ptr<acc_t[]> dz = poisoned<acc_t>(N * C), shift = poisoned<acc_t>(N * C);
-  if (capturing) captured_workspaces.insert(captured_workspaces.end(), {dz, shift});
+  std::shared_ptr<acc_t[]> chunk_sums = poisoned<acc_t>(k * eca_cuda::weight_grad_chunks(N * C));
+  if (capturing) captured_workspaces.insert(captured_workspaces.end(), {dz, shift, chunk_sums});
   eca_cuda::BackwardArgs<scalar_t, acc_t> args{
       static_cast<const scalar_t*>(grad_y),
       static_cast<const scalar_t*>(x),
@@ -124,6 +125,7 @@ void backward(const void* grad_y, const void* x, const void* weight, const void*
       circular ? eca_cuda::PaddingMode::Circular : eca_cuda::PaddingMode::Zeros,
       channels_last ? eca_cuda::Layout::ChannelsLast : eca_cuda::Layout::ChannelsFirst,
       max_blocks};
+  args.weight_grad_partial = chunk_sums.get();
   args.relu_out = static_cast<const scalar_t*>(relu_out);
   args.grad_pre = static_cast<scalar_t*>(grad_pre);
   args.tile_budget = tile_budget;

@@ -142,8 +142,10 @@ void run_case(int dtype, int64_t N, int64_t C, int64_t L, int64_t k, int circula
 
 template <typename scalar_t, typename acc_t>
 void run_dtype(int dtype) {
-  // (N, C, L, k): C off every tile, k > C, several row groups and channel tiles, two chunks.
-  const int64_t cases[][4] = {{2, 37, 35, 3}, {3, 100, 9, 5}, {1, 3, 16, 9}, {1, 4, 4500, 3}};
+  // (N, C, L, k): C off every tile, k > C, several row groups and channel tiles, two chunks of
+  // a spatial sum, two chunks of the weight gradient.
+  const int64_t cases[][4] = {
+      {2, 37, 35, 3}, {3, 100, 9, 5}, {1, 3, 16, 9}, {1, 4, 4500, 3}, {3, 1500, 1, 3}};
   // Tile budgets: none (the three launches), narrow tiles with halos, whole samples.
   const int64_t budgets[] = {0, 3000, int64_t(1) << 17};
   for (const auto& s : cases) {
