@@ -143,9 +143,8 @@ void run_case(int dtype, int64_t N, int64_t C, int64_t L, int64_t k, int circula
 template <typename scalar_t, typename acc_t>
 void run_dtype(int dtype) {
   // (N, C, L, k): C off every tile, k > C, several row groups and channel tiles, two chunks of
-  // a spatial sum, two chunks of the weight gradient.
-  const int64_t cases[][4] = {
-      {2, 37, 35, 3}, {3, 100, 9, 5}, {1, 3, 16, 9}, {1, 4, 4500, 3}, {3, 1500, 1, 3}};
+  // a spatial sum.
+  const int64_t cases[][4] = {{2, 37, 35, 3}, {3, 100, 9, 5}, {1, 3, 16, 9}, {1, 4, 4500, 3}};
   // Tile budgets: none (the three launches), narrow tiles with halos, whole samples.
   const int64_t budgets[] = {0, 3000, int64_t(1) << 17};
   for (const auto& s : cases) {
@@ -155,6 +154,15 @@ void run_dtype(int dtype) {
           run_case<scalar_t, acc_t>(dtype, s[0], s[1], s[2], s[3], circular, max_blocks, budget, 7);
         }
       }
+    }
+  }
+  // Two chunks of the weight gradient (N * C = 4500), float32 only (it sums in acc_t), on
+  // whole-sample tiles: a few blocks, where the multi-launch plan's thousand row groups would
+  // take minutes under the sanitizers.
+  if (dtype == 0) {
+    for (const int circular : {0, 1}) {
+      run_case<scalar_t, acc_t>(dtype, 3, 1500, 1, 3, circular, int64_t(1) << 20, int64_t(1) << 17,
+                                7);
     }
   }
 }
