@@ -277,12 +277,12 @@ __global__ void tile_forward_kernel(ForwardArgs<scalar_t, acc_t> a, int64_t T) {
 }
 
 // The single-pass backward (docs/cuda-kernels.md): a block owns T channels of one sample,
-// loads g's tile into shared memory once (under a ReLU tail: masked by its output as it
-// loads, and written out once as the residual's gradient), sums t = g x over the tile (x streamed
-// from device memory) and its halo (g and x both from device memory), turns the window's t into dz,
-// the tile's dz into dp / L, writes dz (for weight_grad_kernel, the one launch after it) and grad_x
-// = g s + dp / L from shared memory. One read of g and of x, plus the halo's; one write of grad_x;
-// the bits of the five launches.
+// loads g's tile into shared memory once (under a ReLU tail: masked by its output as it loads,
+// and written out once as the residual's gradient), sums t = g x over the tile (x streamed
+// from device memory) and its halo (g and x both from device memory), turns the window's t
+// into dz, the tile's dz into dp / L, writes dz (for the weight gradient's launches after it)
+// and grad_x = g s + dp / L from shared memory. One read of g and of x, plus the halo's; one
+// write of grad_x; the bits of the multi-launch plan.
 template <typename scalar_t, typename acc_t, bool kChannelsLast>
 __global__ void tile_backward_kernel(BackwardArgs<scalar_t, acc_t> a, int64_t T) {
   ECA_DYNAMIC_SHARED(shared);
