@@ -6,6 +6,9 @@
 #   make demo FULL=1            full benchmark sweep and longer training
 #   make test PYTEST_ARGS=-x    extra pytest arguments
 #   ECA_CUDA_WITH_CUDA=1|0      require / skip the CUDA kernels (default: build when possible)
+# Also: `make wheel` (a binary wheel in dist/), `make wheel-test` (it installs and passes the
+# CPU tests in a fresh venv with no compiler), `make matrix` (the tests against the lowest
+# torch supported, MATRIX_TORCH, at every CPU build; tests/version_matrix.py). CI runs all.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -22,7 +25,9 @@ LINT_CXX := $(CXX_SOURCES) $(wildcard tests/cuda_emulation/*)
 # (benchmarks/README.md); background compile workers would take both cores.
 BENCH_ENV := GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184 TORCHINDUCTOR_COMPILE_THREADS=1
 
-.PHONY: install test demo bench bench-models digits lint format clean
+MATRIX_TORCH ?= 2.4.1
+
+.PHONY: install test wheel wheel-test matrix demo bench bench-models digits lint format clean
 
 install: $(BUILD_STAMP)
 
@@ -51,6 +56,21 @@ $(BUILD_STAMP): $(DEPS_STAMP) setup.py pyproject.toml $(CXX_SOURCES)
 test: install
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
+# CPU kernels for every instruction set, CUDA kernels for the common architectures whatever GPU
+# is visible (ECA_CUDA_PORTABLE); the objects of `make install` are reused where they match.
+wheel: install
+	rm -rf dist
+	ECA_CUDA_PORTABLE=1 $(PIP) wheel --no-build-isolation --no-deps --wheel-dir dist . \
+		> build/wheel.log 2>&1 || { tail -n 80 build/wheel.log; exit 1; }
+	@grep -E '\[eca_cuda setup\]' build/wheel.log | awk '!seen[$$0]++'
+	@ls -l dist
+
+wheel-test: wheel
+	ECA_CUDA_WHEEL="$$(ls dist/eca_cuda-*.whl)" $(PY) -m pytest tests/test_wheel.py $(PYTEST_ARGS)
+
+matrix: $(DEPS_STAMP)
+	$(PY) tests/version_matrix.py --torch $(MATRIX_TORCH)
+
 demo: bench bench-models digits
 
 bench: install
@@ -71,4 +91,4 @@ format: install
 	$(VENV)/bin/clang-format -i $(LINT_CXX)
 
 clean:
-	rm -rf build *.egg-info eca_cuda/_C*.so $(BUILD_STAMP)
+	rm -rf build dist *.egg-info eca_cuda/_C*.so eca_cuda/_build_record.py $(BUILD_STAMP)

@@ -7,18 +7,22 @@ Switches (environment variables, read once here):
   TORCH_CUDA_ARCH_LIST    GPU targets (e.g. "8.6" or "7.5;9.0+PTX"). Unset: the visible GPUs'
                           architectures when there are GPUs (torch's own rule); without
                           one, binaries for the common architectures that torch and nvcc
-                          both support and PTX of the lowest, for the rest (cuda_arch_list).
+                          both support and PTX of the highest, for newer GPUs (cuda_arch_list).
+  ECA_CUDA_PORTABLE       "1": the no-GPU list above even where GPUs are visible (`make wheel`).
   ECA_CUDA_DEBUG          "1": -O0 -g (and -G for device code).
   ECA_CUDA_NVCC_FLAGS     extra nvcc flags, space separated (e.g. "-Xptxas=-v").
   MAX_JOBS                parallel compile jobs (read by torch's ninja build).
   CUDA_HOME               the CUDA toolkit; when unset, found from the nvcc on PATH.
 
 Use `pip install --no-build-isolation -e .` so the build sees the torch you already have.
-The package's metadata (version, dependencies, extras) is in pyproject.toml; this file adds
-the extension.
+The package's static metadata (extras, tools) is in pyproject.toml; this file adds the
+extension, and the metadata that depends on the torch it is built against: the version's local
+label (eca_cuda/compatibility.py) and the dependency on that torch release, which
+eca_cuda/_build_record.py records for the check at import.
 """
 
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -28,8 +32,11 @@ import sys
 from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+# The package's version; a build appends the torch (and CUDA) it was built against as a local
+# label, e.g. 0.1.0+torch2.14.1.cu130.
+VERSION = "0.1.0"
 # Built as binaries when no GPU is visible: Turing (T4), Ampere (A100, RTX 30), Ada (RTX 40,
-# L4), Hopper (H100, H200), Blackwell (B200, RTX 50); PTX of the lowest covers the others.
+# L4), Hopper (H100, H200), Blackwell (B200, RTX 50); PTX of the highest covers newer GPUs.
 COMMON_ARCHS = ("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
 
 
@@ -89,8 +96,13 @@ def cuda_arch_list(requested, visible, torch_archs, nvcc_archs):
     """(TORCH_CUDA_ARCH_LIST to build with, or None to let torch pick, and why).
 
     requested: the environment's TORCH_CUDA_ARCH_LIST ("" when unset); visible: how many GPUs
-    torch sees; torch_archs: torch.cuda.get_arch_list() (["sm_75", ...]); nvcc_archs: what
-    `nvcc --list-gpu-arch` prints (["compute_75", ...]), or None when it cannot be asked.
+    torch sees (0 for a portable build); torch_archs: torch.cuda.get_arch_list() (["sm_75",
+    ...]); nvcc_archs: what `nvcc --list-gpu-arch` prints (["compute_75", ...]), or None when
+    it cannot be asked.
+
+    PTX goes with the highest architecture, as torch's own builds do: a GPU newer than the list
+    JIT-compiles it with every instruction the list's newest GPU has, where PTX of the lowest
+    would give up those of every later generation.
     """
     if requested:
         return requested, "TORCH_CUDA_ARCH_LIST"
@@ -104,10 +116,13 @@ def cuda_arch_list(requested, visible, torch_archs, nvcc_archs):
             "[eca_cuda setup] no GPU visible and no architecture both torch "
             f"({torch_archs}) and nvcc ({nvcc_archs}) support: set TORCH_CUDA_ARCH_LIST"
         )
-    lowest = min(supported)
-    chosen = sorted({a for a in supported if f"{a[0]}.{a[1]}" in COMMON_ARCHS} | {lowest})
-    names = [f"{a[0]}.{a[1]}" + ("+PTX" if a == lowest else "") for a in chosen]
-    return ";".join(names), "no GPU visible: common architectures, PTX of the lowest"
+    common = {a for a in supported if f"{a[0]}.{a[1]}" in COMMON_ARCHS}
+    # A binary runs only on its own major version, so every supported architecture below the
+    # common ones (e.g. 6.0, 7.0 with torch for CUDA 12) gets one of its own.
+    lowest_common = min(common, default=max(supported))
+    chosen = sorted(common | {a for a in supported if a <= lowest_common})
+    names = [f"{a[0]}.{a[1]}" + ("+PTX" if a == chosen[-1] else "") for a in chosen]
+    return ";".join(names), "common architectures, PTX of the highest"
 
 
 def nvcc_gpu_archs(cuda_home):
@@ -131,6 +146,32 @@ def source_files(*pattern):
     return sorted(os.path.relpath(path, ROOT) for path in found)
 
 
+def load_compatibility():
+    """eca_cuda/compatibility.py as a module (importing the package would load its library)."""
+    path = os.path.join(ROOT, "eca_cuda", "compatibility.py")
+    spec = importlib.util.spec_from_file_location("eca_cuda_compatibility", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_build_record(version, torch_version, cuda_version):
+    """eca_cuda/_build_record.py: what this build is and was built against, read at import.
+    Rewritten only when it changes, so an unchanged rebuild leaves it as it was."""
+    path = os.path.join(ROOT, "eca_cuda", "_build_record.py")
+    text = (
+        '"""What eca_cuda was built against: written by setup.py (not in git), checked at '
+        'import."""\n\n'
+        f"version = {version!r}\n"
+        f"torch_version = {torch_version!r}  # torch.__version__ at build time\n"
+        f"cuda_version = {cuda_version!r}  # torch.version.cuda of the CUDA kernels; None: none\n"
+    )
+    old = open(path).read() if os.path.exists(path) else None
+    if old != text:
+        with open(path, "w") as f:
+            f.write(text)
+
+
 def main():
     with_cuda_switch = os.environ.get("ECA_CUDA_WITH_CUDA", "auto").strip().lower()
     if with_cuda_switch not in {"auto", "0", "1"}:
@@ -146,6 +187,13 @@ def main():
 
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    compatibility = load_compatibility()
+    if compatibility.release(torch.__version__) < compatibility.release(compatibility.MIN_TORCH):
+        raise SystemExit(
+            f"[eca_cuda setup] eca_cuda needs torch >= {compatibility.MIN_TORCH}, found torch "
+            f"{torch.__version__}: install a newer torch first"
+        )
 
     cuda_possible = torch.version.cuda is not None and is_toolkit(CUDA_HOME)
     if with_cuda_switch == "1" and not cuda_possible:
@@ -171,9 +219,10 @@ def main():
 
     log(f"torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA_HOME={CUDA_HOME}")
     if with_cuda:
+        portable = os.environ.get("ECA_CUDA_PORTABLE", "0") == "1"
         arch_list, why = cuda_arch_list(
             os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip(),
-            torch.cuda.device_count(),
+            0 if portable else torch.cuda.device_count(),
             torch.cuda.get_arch_list(),
             nvcc_gpu_archs(CUDA_HOME),
         )
@@ -185,7 +234,9 @@ def main():
         # --fmad=false: no a * b + c contracted into an FMA either, so that the GPU rounds as
         # the host emulation of the kernels (tests/cuda_emulation/) does; the kernels' FMAs are
         # written out. -Xptxas=-v: registers, stack and spills of every kernel in the build log.
-        nvcc_flags += ["--fmad=false", "-Xptxas=-v"]
+        # --threads=0: the architectures compile in parallel, one thread per core (56 s -> 33 s
+        # for six on two cores, docs/packaging.md).
+        nvcc_flags += ["--fmad=false", "-Xptxas=-v", "--threads=0"]
         extra_compile_args["nvcc"] = nvcc_flags + extra_nvcc_flags
         extension_class = CUDAExtension
         log(f"building CPU and CUDA kernels for {arch_list or 'the visible GPUs'} ({why})")
@@ -196,7 +247,23 @@ def main():
     jobs = os.environ.get("MAX_JOBS", "torch default")
     log(f"OpenMP={openmp}, debug={debug}, MAX_JOBS={jobs}")
 
+    built_cuda = torch.version.cuda if with_cuda else None
+    version = f"{VERSION}+{compatibility.local_label(torch.__version__, built_cuda)}"
+    write_build_record(version, torch.__version__, built_cuda)
+    log(f"version {version}")
+
+    class BuildExtensionKeepingObjects(BuildExtension.with_options(use_ninja=True)):
+        """Compiles into build/temp/ rather than a fresh temporary folder per run (pip's
+        editable builds), so ninja recompiles only what changed, and `make wheel` after
+        `make install` reuses the editable build's objects (same commands, same objects)."""
+
+        def finalize_options(self):
+            super().finalize_options()
+            self.build_temp = os.path.join(ROOT, "build", "temp")
+
     setup(
+        version=version,
+        install_requires=[f"torch=={compatibility.public_version(torch.__version__)}"],
         ext_modules=[
             extension_class(
                 name="eca_cuda._C",
@@ -207,7 +274,7 @@ def main():
                 extra_link_args=openmp_flags,
             )
         ],
-        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+        cmdclass={"build_ext": BuildExtensionKeepingObjects},
     )
 
 

@@ -3,6 +3,7 @@
 // autograd kernel in eca_autograd.cpp.
 #include <ATen/ATen.h>
 #include <torch/library.h>
+#include <torch/version.h>
 
 #include <string>
 #include <utility>
@@ -306,6 +307,14 @@ TORCH_LIBRARY(eca_cuda, m) {
       "Tensor out, str padding_mode) -> (Tensor grad_x, Tensor grad_weight, Tensor grad_pre)");
   // The instruction set the CPU kernels run: "AVX512_BF16", "AVX512", "AVX2" or "DEFAULT".
   m.def("cpu_capability() -> str", []() -> std::string { return eca_cuda::cpu::capability(); });
+  // The torch release this library was compiled against (torch/version.h), e.g. "2.14.1".
+  m.def("built_torch_version() -> str", []() -> std::string { return TORCH_VERSION; });
+#ifdef ECA_CPU_POISON_PARTIAL_LOADS
+  // Only in the test build whose partial loads put NaN past their count (vec_io.h).
+  m.def("partial_loads_poisoned() -> bool", []() { return true; });
+  m.def("set_partial_load_padding(bool on) -> ()",
+        [](bool on) { eca_cuda::cpu::poison::pad_partial_loads = on; });
+#endif
   // SM numbers the CUDA kernels were compiled for (e.g. [80, 90]); empty without CUDA.
   m.def("compiled_cuda_archs() -> int[]", []() -> std::vector<int64_t> {
 #ifdef ECA_WITH_CUDA

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 import torch
 
 import eca_cuda
+from eca_cuda import compatibility
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.needs_cuda)]
+
+
+def requires_torch(version: str, what: str):
+    """Skips, with the reason, where the installed torch is older than ``version`` (what a
+    feature of this package needs from torch; README's table of torch versions lists them)."""
+    too_old = compatibility.release(torch.__version__) < compatibility.release(version)
+    return pytest.mark.skipif(too_old, reason=f"{what} needs torch >= {version}")
+
+
+# Inductor compiles the C++ it writes for the CPU at run time ($CXX, else g++): an installed
+# wheel's environment may have no compiler (tests/test_wheel.py runs there without one).
+needs_cpp_compiler = pytest.mark.skipif(
+    not any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "g++", "c++")),
+    reason="torch.compile's CPU code needs a C++ compiler, and none is on PATH",
+)
 MEMORY_FORMATS = ["contiguous", "channels_last", "strided"]
 PADDING_MODES = ["zeros", "circular"]
 

@@ -8,8 +8,12 @@ import pytest
 import torch
 
 import eca_cuda
-from helpers import DEVICES
+from helpers import DEVICES, needs_cpp_compiler, requires_torch
 
+pytestmark = [
+    requires_torch("2.6", "torch._inductor.aoti_compile_and_package"),
+    needs_cpp_compiler,
+]
 timm = pytest.importorskip("timm")
 
 

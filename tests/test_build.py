@@ -60,21 +60,29 @@ NVCC_12 = [f"compute_{a}" for a in (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 
         pytest.param("8.6", 0, TORCH_CU130, NVCC_13, "8.6", id="the user's list, as given"),
         pytest.param("", 1, TORCH_CU130, NVCC_13, None, id="a GPU visible: torch detects it"),
         pytest.param(
-            "", 0, TORCH_CU130, NVCC_13, "7.5+PTX;8.0;8.6;9.0;10.0;12.0", id="no GPU, CUDA 13"
+            "", 0, TORCH_CU130, NVCC_13, "7.5;8.0;8.6;9.0;10.0;12.0+PTX", id="no GPU, CUDA 13"
         ),
         pytest.param(
-            "", 0, TORCH_CU126, NVCC_12, "5.0+PTX;7.5;8.0;8.6;9.0", id="no GPU, torch for CUDA 12.6"
+            "",
+            0,
+            TORCH_CU126,
+            NVCC_12,
+            "5.0;6.0;7.0;7.5;8.0;8.6;9.0+PTX",
+            id="no GPU, torch for CUDA 12.6: a binary for each older major",
         ),
         pytest.param(
-            "", 0, TORCH_CU126, NVCC_13, "7.5+PTX;8.0;8.6;9.0", id="what this nvcc cannot build"
+            "", 0, TORCH_CU126, NVCC_13, "7.5;8.0;8.6;9.0+PTX", id="what this nvcc cannot build"
         ),
-        pytest.param("", 0, TORCH_CU130, None, "7.5+PTX;8.0;8.6;9.0;10.0;12.0", id="nvcc silent"),
+        pytest.param("", 0, TORCH_CU130, None, "7.5;8.0;8.6;9.0;10.0;12.0+PTX", id="nvcc silent"),
+        pytest.param("", 0, ["sm_75", "sm_90", "sm_95"], None, "7.5;9.0+PTX", id="no common 9.5"),
     ],
 )
 def test_cuda_arch_list(requested, visible, torch_archs, nvcc_archs, expected):
     """A plain build targets every GPU that torch supports: the user's list when set, the
-    visible GPUs when there are some, else binaries of the common architectures and PTX of
-    the lowest, which every later GPU can compile at load."""
+    visible GPUs when there are some, else binaries of the common architectures (and of any
+    older one torch supports, as a binary runs only on its own major version) and PTX of the
+    highest, which a newer GPU compiles at load with every instruction the list's newest
+    has (torch's convention)."""
     arch_list, why = load_setup_py().cuda_arch_list(requested, visible, torch_archs, nvcc_archs)
     assert arch_list == expected and why
 

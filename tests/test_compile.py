@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import eca_cuda
-from helpers import DEVICES
+from helpers import DEVICES, needs_cpp_compiler
 
 
 class TinyECANet(nn.Module):
@@ -23,6 +23,7 @@ class TinyECANet(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
+@needs_cpp_compiler
 @pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_compile_fullgraph_forward_backward(device):
@@ -41,6 +42,7 @@ def test_compile_fullgraph_forward_backward(device):
         torch.testing.assert_close(g_c, p.grad, rtol=1e-4, atol=1e-5)
 
 
+@needs_cpp_compiler
 @pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])

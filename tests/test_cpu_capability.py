@@ -1,7 +1,10 @@
 """The other instruction-set builds of the CPU kernels (DEFAULT, AVX2, and AVX512 where the
-CPU runs AVX512_BF16) also match the reference and give the same bits in every layout: each
-runs the CPU cases of test_ops.py and test_layouts.py in a subprocess with
-ATEN_CPU_CAPABILITY pinned, since the build is chosen once per process. AVX512_BF16 differs
+CPU runs AVX512_BF16) pass what the best build passes: each reruns the CPU cases of the
+operator, autograd, tail, layout, torch.compile and TorchScript tests in a subprocess with
+ATEN_CPU_CAPABILITY pinned, since the build is chosen once per process (with this torch, the
+newest end of the version matrix; tests/version_matrix.py runs the same at the oldest). The
+two whole-model sweeps (compiling a converted timm model, scripting every timm ECA model) run
+at the best build only: the per-layer tests make the same kernel calls. AVX512_BF16 differs
 from AVX512 only in how it rounds to bfloat16, so their bfloat16 results are compared bit for
 bit."""
 
@@ -17,6 +20,9 @@ from helpers import to_memory_format
 
 ORDER = ["DEFAULT", "AVX2", "AVX512", "AVX512_BF16"]
 TESTS = os.path.dirname(os.path.abspath(__file__))
+SUITE = ["test_ops.py", "test_autograd.py", "test_tail.py", "test_layouts.py"]
+SUITE += ["test_compile.py", "test_torchscript.py"]
+WHOLE_MODELS = "converted_timm_model or every_timm_eca_model"
 
 
 def cpu_has_avx512_bf16() -> bool:
@@ -51,20 +57,11 @@ def test_lower_builds_match_reference(capability):
         check=True,
     )
     assert check.stdout.strip() == capability
+    env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # no compile workers outliving the run
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-x",
-            "-p",
-            "no:cacheprovider",
-            os.path.join(TESTS, "test_ops.py"),
-            os.path.join(TESTS, "test_layouts.py"),  # every layout gives the same bits
-            "-k",
-            "cpu or tiled or bitwise or layouts",
-        ],
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+        + [os.path.join(TESTS, name) for name in SUITE]
+        + ["-m", "not needs_cuda", "-k", f"not ({WHOLE_MODELS})"],
         env=env,
         cwd=os.path.dirname(TESTS),
         capture_output=True,

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 import eca_cuda
-from helpers import to_memory_format
+from helpers import requires_torch, to_memory_format
 
+pytestmark = requires_torch("2.6", "torch.onnx.export(custom_translation_table=...)")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")

@@ -15,6 +15,7 @@ from helpers import (
     PADDING_MODES,
     assert_close_to_reference,
     make_inputs,
+    needs_cpp_compiler,
     to_memory_format,
 )
 
@@ -216,6 +217,7 @@ def test_tail_backward_errors_name_the_argument():
         backward(grad, x, weight, pooled, gate, out.to("meta"))
 
 
+@needs_cpp_compiler
 @pytest.mark.slow
 @pytest.mark.parametrize("tail", ["skipinit gain", "resnet"])
 @pytest.mark.parametrize("device", DEVICES)

@@ -244,11 +244,11 @@ void finish_slot_sums(const acc_t* partial, int64_t subs, int64_t stride, int64_
   // added in sub-chunk order. Unrolled, so that v stays in registers.
   const auto chunk_slots = [&](int64_t j0, int64_t c, int64_t m, Vec* v) {
 #pragma GCC unroll 32
-    for (int64_t s = 0; s < S; ++s) v[s] = Vec::loadu(partial + (j0 * S + s) * stride + c, m);
+    for (int64_t s = 0; s < S; ++s) v[s] = loadu_partial(partial + (j0 * S + s) * stride + c, m);
     for (int64_t j = j0 + 1; j < std::min(subs, j0 + kSubsPerChunk); ++j) {
 #pragma GCC unroll 32
       for (int64_t s = 0; s < S; ++s)
-        v[s] = v[s] + Vec::loadu(partial + (j * S + s) * stride + c, m);
+        v[s] = v[s] + loadu_partial(partial + (j * S + s) * stride + c, m);
     }
   };
   // One chunk: the halving tree across the slots, a vector of channels at a time.

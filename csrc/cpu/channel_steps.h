@@ -55,7 +55,7 @@ void conv_taps(const acc_t* p, const acc_t* w, int64_t k, bool transposed, int64
     const int64_t m = std::min<int64_t>(Vec::size(), n - i);
     Vec acc(acc_t(0));
     for (int64_t j = 0; j < k; ++j) {
-      acc = acc + Vec(w[j]) * Vec::loadu(p + i + (transposed ? k - 1 - j : j), m);
+      acc = acc + Vec(w[j]) * loadu_partial(p + i + (transposed ? k - 1 - j : j), m);
     }
     acc.store(z + i, m);
   }
@@ -101,8 +101,8 @@ void gate_input_grads(const acc_t* t, const acc_t* s, int64_t n, acc_t* dz) {
   const Vec one(acc_t(1));
   for (int64_t i = 0; i < n; i += Vec::size()) {
     const int64_t m = std::min<int64_t>(Vec::size(), n - i);
-    const Vec sv = Vec::loadu(s + i, m);
-    (Vec::loadu(t + i, m) * (sv * (one - sv))).store(dz + i, m);
+    const Vec sv = loadu_partial(s + i, m);
+    (loadu_partial(t + i, m) * (sv * (one - sv))).store(dz + i, m);
   }
 }
 
@@ -114,7 +114,7 @@ void sigmoid_inplace(acc_t* z, int64_t n) {
     const Vec one(1.0f), zero(0.0f);
     for (int64_t i = 0; i < n; i += Vec::size()) {
       const int64_t m = std::min<int64_t>(Vec::size(), n - i);
-      const Vec v = Vec::loadu(z + i, m);
+      const Vec v = loadu_partial(z + i, m);
       const Vec s = one / (one + (zero - v).exp_u20());
       Vec::blendv(s, v, v != v).store(z + i, m);  // exp_u20 loses NaN: put it back
     }
@@ -139,10 +139,11 @@ void weight_grad(const acc_t* dz, const acc_t* pooled, int64_t N, int64_t C, int
         // others (zero padding or a wrap) one at a time after them.
         const int64_t lo = std::min(C, std::max<int64_t>(0, pad - j));
         const int64_t hi = std::max(lo, std::min(C, C + pad - j));
+        // The lanes are added together: a partial step pads with zeros.
         Vec acc(acc_t(0));
         for (int64_t c = lo; c < hi; c += Vec::size()) {
           const int64_t m = std::min<int64_t>(Vec::size(), hi - c);
-          acc = acc + Vec::loadu(dz_n + c, m) * Vec::loadu(p_n + c + j - pad, m);
+          acc = acc + loadu_zero_padded(dz_n + c, m) * loadu_zero_padded(p_n + c + j - pad, m);
         }
         acc_t sum = halving_sum(acc);
         for (int64_t c = 0; c < lo; ++c) sum += weight_grad_term(dz_n, p_n, j, k, c, C, mode);

@@ -3,6 +3,9 @@
 #pragma once
 
 #include <string>
+#ifdef ECA_CPU_POISON_PARTIAL_LOADS
+#include <atomic>
+#endif
 
 #include "../eca_host.h"
 
@@ -33,5 +36,13 @@ ECA_DECLARE_CPU_KERNELS(AVX512_BF16)
 // both this extension and torch's CPU capability allow (torch honours ATEN_CPU_CAPABILITY;
 // AVX512_BF16 is the AVX512 build on a CPU with AVX512-BF16, unless ATEN_CPU_CAPABILITY=avx512).
 std::string capability();
+
+#ifdef ECA_CPU_POISON_PARTIAL_LOADS
+// Only in the test build whose partial loads put NaN past their count (vec_io.h): false
+// makes loadu_zero_padded skip its padding, the bug it fixes, for the test that shows it.
+namespace poison {
+inline std::atomic<bool> pad_partial_loads{true};
+}
+#endif
 
 }  // namespace eca_cuda::cpu

@@ -11,6 +11,34 @@ namespace {
 
 using at::vec::Vectorized;
 
+// Partial loads. at::vec's Vectorized<T>::loadu(ptr, count) promises the first `count` lanes
+// and nothing of the others, which differ between torch releases and instruction sets: AVX2's
+// bfloat16 and float16 loads left them uninitialised before torch 2.7, stack garbage that any
+// sum over the lanes picked up. So the kernels call at::vec's partial load only here, in
+// loadu_partial (lanes past n unspecified: for lane-wise work whose lanes past n are never
+// stored, as a partial store writes n), and pad to zero themselves in loadu_zero_padded
+// (Vectorized::set keeps b's first n lanes and a's others) wherever lanes are added together.
+// A build with ECA_CPU_POISON_PARTIAL_LOADS acts out the worst the contract allows, NaN in
+// every lane past n, so that tests catch a lane that leaks into a result on any torch; its
+// padding can be switched off there, to show that the tests catch the bug it fixes.
+template <typename T>
+[[gnu::always_inline]] inline Vectorized<T> loadu_partial(const T* p, int64_t n) {
+#ifdef ECA_CPU_POISON_PARTIAL_LOADS
+  return Vectorized<T>::set(Vectorized<T>(std::numeric_limits<T>::quiet_NaN()),
+                            Vectorized<T>::loadu(p, n), n);
+#else
+  return Vectorized<T>::loadu(p, n);
+#endif
+}
+
+template <typename T>
+[[gnu::always_inline]] inline Vectorized<T> loadu_zero_padded(const T* p, int64_t n) {
+#ifdef ECA_CPU_POISON_PARTIAL_LOADS
+  if (!poison::pad_partial_loads.load(std::memory_order_relaxed)) return loadu_partial(p, n);
+#endif
+  return Vectorized<T>::set(Vectorized<T>(T(0)), loadu_partial(p, n), n);
+}
+
 // Loads and stores of up to kStep elements as two vectors of the accumulation type; a
 // partial step (n < kStep) reads zeros past n and writes only n elements.
 template <typename scalar_t>
@@ -25,9 +53,9 @@ struct VecIO {
       b = Vec::loadu(p + Vec::size());
     } else if (n > Vec::size()) {
       a = Vec::loadu(p);
-      b = Vec::loadu(p + Vec::size(), n - Vec::size());
+      b = loadu_zero_padded(p + Vec::size(), n - Vec::size());
     } else {
-      a = Vec::loadu(p, n);
+      a = loadu_zero_padded(p, n);
       b = Vec(acc_t(0));
     }
   }
@@ -70,7 +98,7 @@ struct ReducedVecIO {
   static_assert(kStep == 2 * Vec::size());
 
   static void load(const scalar_t* p, int64_t n, Vec& a, Vec& b) {
-    const ScalarVec v = n >= kStep ? ScalarVec::loadu(p) : ScalarVec::loadu(p, n);
+    const ScalarVec v = n >= kStep ? ScalarVec::loadu(p) : loadu_zero_padded(p, n);
     std::tie(a, b) = at::vec::convert_to_float<scalar_t>(v);
   }
   static ScalarVec from_float(const Vec& a, const Vec& b) {
@@ -99,7 +127,7 @@ template <typename scalar_t, typename acc_t>
 [[gnu::always_inline]] inline Vectorized<acc_t> load_acc(const scalar_t* p, int64_t m) {
   using Vec = Vectorized<acc_t>;
   if constexpr (std::is_same_v<scalar_t, acc_t>) {
-    return m == Vec::size() ? Vec::loadu(p) : Vec::loadu(p, m);
+    return m == Vec::size() ? Vec::loadu(p) : loadu_zero_padded(p, m);
   } else {
     Vec v;
     if (m == Vec::size()) {
