@@ -54,20 +54,17 @@ def call_arguments(text: str, start: int) -> list[str]:
 
 
 def test_only_vec_io_calls_a_partial_loadu():
-    """Every two-argument loadu of csrc/cpu/ is inside vec_io.h's loadu_partial."""
+    """Every two-argument loadu of csrc/cpu/ is the one in vec_io.h's loadu_partial."""
     found = []
     for path in sorted((CSRC / "cpu").iterdir()):
         text = re.sub(r"//[^\n]*", "", path.read_text())  # comments name the call too
         for match in re.finditer(r"\bloadu\s*\(", text):
             if len(call_arguments(text, match.end() - 1)) >= 2:
-                line = text.count("\n", 0, match.start()) + 1
-                found.append(f"{path.name}:{line}")
-    # The one call: inside loadu_partial, in both of its #if branches.
-    assert found and all(place.startswith("vec_io.h:") for place in found), found
-    vec_io = (CSRC / "cpu" / "vec_io.h").read_text()
-    body = vec_io[vec_io.index("loadu_partial(const T* p, int64_t n) {") :]
-    body = body[: body.index("\n}\n")]
-    assert body.count("loadu(p, n)") == len(found) == 2
+                found.append((path.name, match.start(), text))
+    assert len(found) == 1, [(name, text.count("\n", 0, at) + 1) for name, at, text in found]
+    name, at, text = found[0]
+    start = text.index("loadu_partial(const T* p, int64_t n) {")
+    assert name == "vec_io.h" and start < at < text.index("\n}\n", start)
 
 
 def capabilities() -> list[str]:

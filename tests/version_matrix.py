@@ -93,10 +93,11 @@ def set_up(torch_version: str, work: Path, log: Path) -> Path:
     return python
 
 
-def capabilities(python: Path) -> list[str]:
+def capabilities(python: Path, src: Path) -> list[str]:
     """The CPU builds this machine runs under that torch, lowest first."""
     best = subprocess.run(
         [str(python), "-c", "import eca_cuda; print(eca_cuda.cpu_capability())"],
+        cwd=src,  # the clone's package, not the one in this process's folder
         capture_output=True,
         text=True,
         check=True,
@@ -115,7 +116,8 @@ def pytest_counts(log_text: str) -> dict[str, int]:
 
 def test_runs(python: Path, torch_version: str, work: Path) -> list[dict]:
     results = []
-    found = capabilities(python)
+    src = work / "src"
+    found = capabilities(python, src)
     for capability in found:
         best = capability == found[-1]
         files = SUITE + (DEPLOY if best else [])
@@ -128,11 +130,11 @@ def test_runs(python: Path, torch_version: str, work: Path) -> list[dict]:
         start = time.monotonic()
         # The build it runs is checked first: a pin the CPU cannot honour must not pass as it.
         probe = "import eca_cuda, sys; sys.exit(eca_cuda.cpu_capability() != sys.argv[1])"
-        status = run([str(python), "-c", probe, capability], log, env=env)
+        status = run([str(python), "-c", probe, capability], log, env=env, cwd=src)
         if status == 0:
             cmd = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"]
             cmd += ["-m", "not needs_cuda"] + ([] if best else LOWER_ONLY)
-            status = run(cmd + [f"tests/{f}" for f in files], log, env=env, cwd=work / "src")
+            status = run(cmd + [f"tests/{f}" for f in files], log, env=env, cwd=src)
         counts = pytest_counts(log.read_text())
         minutes = (time.monotonic() - start) / 60
         results.append({"torch": torch_version, "cpu": capability, "status": status, **counts})
@@ -150,12 +152,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--torch", nargs="+", default=[FLOOR], help="torch releases to test")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "matrix")
+    parser.add_argument(
+        "--reuse", action="store_true", help="test the set-up of an earlier run as it is"
+    )
     args = parser.parse_args()
     results = []
     for torch_version in args.torch:
         work = args.work / f"torch-{torch_version}"
         start = time.monotonic()
-        python = set_up(torch_version, work, work.parent / f"setup-{torch_version}.log")
+        python = work / "venv" / "bin" / "python"
+        if not (args.reuse and python.exists()):
+            python = set_up(torch_version, work, work.parent / f"setup-{torch_version}.log")
         print(f"torch {torch_version}: set up in {(time.monotonic() - start) / 60:.1f} min")
         results += test_runs(python, torch_version, work)
     print("\n| torch | CPU build | passed | failed | skipped | minutes |")

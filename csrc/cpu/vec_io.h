@@ -16,27 +16,60 @@ using at::vec::Vectorized;
 // bfloat16 and float16 loads left them uninitialised before torch 2.7, stack garbage that any
 // sum over the lanes picked up. So the kernels call at::vec's partial load only here, in
 // loadu_partial (lanes past n unspecified: for lane-wise work whose lanes past n are never
-// stored, as a partial store writes n), and pad to zero themselves in loadu_zero_padded
-// (Vectorized::set keeps b's first n lanes and a's others) wherever lanes are added together.
-// A build with ECA_CPU_POISON_PARTIAL_LOADS acts out the worst the contract allows, NaN in
-// every lane past n, so that tests catch a lane that leaks into a result on any torch; its
-// padding can be switched off there, to show that the tests catch the bug it fixes.
+// stored, as a partial store writes n), and wherever lanes are added together they load with
+// loadu_zero_padded, which zeroes the lanes past n itself: with the masked loads whose zeroing
+// Intel documents (AVX-512's maskz loads; AVX2's maskload for float and double), else through
+// a zeroed buffer. Not with at::vec's Vectorized::set or blend: torch 2.4's AVX-512 blend of
+// bfloat16/float16 reads the wrong lanes. A build with ECA_CPU_POISON_PARTIAL_LOADS acts out
+// the worst the contract allows, NaN in every lane past n, so that tests catch a lane that
+// leaks into a result on any torch; its padding can be switched off there, to show that the
+// tests catch the bug it fixes.
+template <typename T>
+[[gnu::always_inline]] inline Vectorized<T> load_through_buffer(const T* p, int64_t n, T fill) {
+  alignas(64) T buffer[Vectorized<T>::size()];
+  std::fill_n(buffer, Vectorized<T>::size(), fill);
+  std::copy_n(p, n, buffer);
+  return Vectorized<T>::loadu(buffer);
+}
+
 template <typename T>
 [[gnu::always_inline]] inline Vectorized<T> loadu_partial(const T* p, int64_t n) {
 #ifdef ECA_CPU_POISON_PARTIAL_LOADS
-  return Vectorized<T>::set(Vectorized<T>(std::numeric_limits<T>::quiet_NaN()),
-                            Vectorized<T>::loadu(p, n), n);
+  return load_through_buffer(p, n, std::numeric_limits<T>::quiet_NaN());
 #else
   return Vectorized<T>::loadu(p, n);
 #endif
 }
 
+// n <= Vectorized<T>::size() elements of p, then zeros.
 template <typename T>
 [[gnu::always_inline]] inline Vectorized<T> loadu_zero_padded(const T* p, int64_t n) {
 #ifdef ECA_CPU_POISON_PARTIAL_LOADS
   if (!poison::pad_partial_loads.load(std::memory_order_relaxed)) return loadu_partial(p, n);
 #endif
-  return Vectorized<T>::set(Vectorized<T>(T(0)), loadu_partial(p, n), n);
+#if defined(CPU_CAPABILITY_AVX512)
+  const uint64_t mask = n >= 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 1;
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm512_maskz_loadu_ps(__mmask16(mask), p);
+  } else if constexpr (std::is_same_v<T, double>) {
+    return _mm512_maskz_loadu_pd(__mmask8(mask), p);
+  } else {  // bfloat16, float16: 32 lanes of 16 bits
+    static_assert(sizeof(T) == 2 && Vectorized<T>::size() == 32);
+    return _mm512_maskz_loadu_epi16(__mmask32(mask), p);
+  }
+#elif defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), lanes));
+  } else if constexpr (std::is_same_v<T, double>) {
+    const __m256i lanes = _mm256_setr_epi64x(0, 1, 2, 3);
+    return _mm256_maskload_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), lanes));
+  } else {  // no 16-bit masked load in AVX2
+    return load_through_buffer(p, n, T(0));
+  }
+#else
+  return load_through_buffer(p, n, T(0));
+#endif
 }
 
 // Loads and stores of up to kStep elements as two vectors of the accumulation type; a
