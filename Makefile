@@ -60,7 +60,7 @@ test: install
 # is visible (ECA_CUDA_PORTABLE); the objects of `make install` are reused where they match.
 wheel: install
 	rm -rf dist
-	ECA_CUDA_PORTABLE=1 $(PIP) wheel --no-build-isolation --no-deps --wheel-dir dist . \
+	ECA_CUDA_PORTABLE=1 $(PIP) wheel -v --no-build-isolation --no-deps --wheel-dir dist . \
 		> build/wheel.log 2>&1 || { tail -n 80 build/wheel.log; exit 1; }
 	@grep -E '\[eca_cuda setup\]' build/wheel.log | awk '!seen[$$0]++'
 	@ls -l dist

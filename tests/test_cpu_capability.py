@@ -11,6 +11,7 @@ bit."""
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -44,6 +45,13 @@ def test_capability_is_torch_capability_or_lower():
         assert ours == expected
 
 
+def inductor_cache(capability: str) -> str:
+    """A torch.compile cache folder of the capability's own. Inductor's on-disk cache does not
+    tell one ATEN_CPU_CAPABILITY from another (torch 2.14.1): kernels compiled under one pin and
+    reused under another failed to compile (default) or corrupted the heap (avx512)."""
+    return os.path.join(tempfile.gettempdir(), f"torchinductor_eca_{capability.lower()}")
+
+
 @pytest.mark.parametrize("capability", ["DEFAULT", "AVX2", "AVX512"])
 def test_lower_builds_match_reference(capability):
     if ORDER.index(capability) >= ORDER.index(eca_cuda.build_info.cpu_capability()):
@@ -58,6 +66,7 @@ def test_lower_builds_match_reference(capability):
     )
     assert check.stdout.strip() == capability
     env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # no compile workers outliving the run
+    env["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache(capability)
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
         + [os.path.join(TESTS, name) for name in SUITE]

@@ -27,7 +27,8 @@ from eca_cuda import compatibility
 TESTS = Path(__file__).resolve().parent
 WHEEL = os.environ.get("ECA_CUDA_WHEEL", "")
 pytestmark = pytest.mark.skipif(not WHEEL, reason="no wheel named: `make wheel-test` builds one")
-# The CPU test files (no compiler, no timm needed; CUDA cases skip without a GPU).
+# The CPU test files (no timm needed; CUDA cases skip without a GPU, torch.compile's for want
+# of a compiler; test_cpu_capability.py reruns several of them at the lower CPU builds).
 CPU_TESTS = [
     "test_ops.py",
     "test_autograd.py",
@@ -37,6 +38,7 @@ CPU_TESTS = [
     "test_degenerate.py",
     "test_determinism.py",
     "test_torchscript.py",
+    "test_compile.py",
     "test_cpu_capability.py",
     "test_compatibility.py",
 ]

@@ -121,7 +121,9 @@ def test_runs(python: Path, torch_version: str, work: Path) -> list[dict]:
     for capability in found:
         best = capability == found[-1]
         files = SUITE + (DEPLOY if best else [])
+        # A torch.compile cache per CPU build: Inductor's does not tell the pins apart.
         env = dict(os.environ, TORCHINDUCTOR_COMPILE_THREADS="1")
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(work / f"inductor-{capability}")
         env.pop("ATEN_CPU_CAPABILITY", None)
         if PINS[capability]:
             env["ATEN_CPU_CAPABILITY"] = PINS[capability]
