@@ -68,7 +68,7 @@ def test_wheel_is_labelled_with_this_torch():
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory) -> Path:
+def fresh_venv(tmp_path_factory):
     """A new virtual environment with the wheel, its torch, pytest, hypothesis and numpy,
     installed with no compiler reachable."""
     root = tmp_path_factory.mktemp("wheel")
@@ -87,7 +87,8 @@ def fresh_venv(tmp_path_factory) -> Path:
         text=True,
     )
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
-    return venv
+    yield venv
+    shutil.rmtree(venv)  # 5.5 GB with torch's CUDA libraries; pytest keeps 3 runs' folders
 
 
 def clean_env(venv: Path) -> dict[str, str]:
