@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_one_version():
-    """pyproject.toml takes the version from eca_cuda.__version__, the one place it is written."""
+    """The installed metadata's version is eca_cuda.__version__: setup.py's VERSION with the
+    local label of the torch it was built against, both written once, by the build."""
     assert importlib.metadata.version("eca_cuda") == eca_cuda.__version__
 
 
