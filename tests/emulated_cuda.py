@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import math
 import shutil
 import subprocess
@@ -30,6 +31,23 @@ SANITIZERS = {
 }
 
 
+# The access counter's build (cuda_emulation/access_counter.cpp): GCC's AddressSanitizer
+# instrumentation reduced to a call before every load and store, which access_counter.cpp
+# answers in place of the sanitizer's runtime; aggregates are not split (-fno-tree-sra), so a
+# 16-byte Pack is one 16-byte access, as on the GPU.
+COUNTING = [
+    "-fsanitize=address",
+    "--param=asan-instrumentation-with-call-threshold=0",
+    "--param=asan-stack=0",
+    "--param=asan-globals=0",
+    "--param=asan-memintrin=0",
+    "--param=asan-use-after-return=0",
+    "-fno-sanitize-address-use-after-scope",
+    "-fno-tree-sra",
+    "-DECA_EMU_COUNT_ACCESSES",
+]
+
+
 def compiler() -> str | None:
     return shutil.which("c++") or shutil.which("g++")
 
@@ -44,19 +62,98 @@ def build(out: Path, sources, sanitizer=None, csrc: Path = CSRC, defines=(), sha
     cmd += [f"-D{d}" for d in defines]
     cmd += ["-isystem", torch_include, "-I", str(csrc), "-I", str(EMULATION)]
     cmd += [str(EMULATION / s) for s in sources] + ["-o", str(out)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}\n{result.stderr[-4000:]}")
+    run_compiler(cmd)
     return out
 
 
+def run_compiler(cmd):
+    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))}\n{result.stderr[-4000:]}")
+
+
+def build_counting(out: Path, sources, csrc: Path = CSRC, defines=()) -> Path:
+    """A shared library of ``sources`` (files of cuda_emulation/) whose every load and store
+    goes to access_counter.cpp, which is linked in uninstrumented (no sanitizer runtime)."""
+    torch_include = torch.utils.cpp_extension.include_paths()[0]
+    common = [compiler(), *FLAGS, "-pthread", "-fPIC", *[f"-D{d}" for d in defines]]
+    common += ["-isystem", torch_include, "-I", str(csrc), "-I", str(EMULATION)]
+    objects = []
+    for source in sources:
+        obj = out.parent / f"{out.name}.{Path(source).stem}.o"
+        run_compiler([*common, *COUNTING, "-c", EMULATION / source, "-o", obj])
+        objects.append(obj)
+    counter = out.parent / f"{out.name}.access_counter.o"
+    run_compiler([*common, "-c", EMULATION / "access_counter.cpp", "-o", counter])
+    run_compiler([compiler(), "-shared", "-pthread", *objects, counter, "-ldl", "-o", out])
+    return out
+
+
+@dataclasses.dataclass
+class AccessSite:
+    """One access site of a kernel, over the requests of the launches counted: ``units`` are
+    32-byte sectors (global) or wavefronts (shared), ``ideal`` what the same bytes would take
+    coalesced or conflict-free (cuda_emulation/access_counter.cpp)."""
+
+    kernel: str
+    where: str  # file:line of the access in the kernel source
+    space: str  # "global" or "shared"
+    kind: str  # "load" or "store"
+    size: int  # bytes per lane
+    requests: int
+    accesses: int
+    units: int
+    ideal: int
+
+    @property
+    def ratio(self) -> float:
+        return self.units / self.ideal if self.ideal else 1.0
+
+
+def source_lines(library: Path, offsets: list[str]) -> dict[str, str]:
+    """file:line of each code offset of ``library``: the innermost inlined frame in our own
+    source (csrc/ or cuda_emulation/), past c10's conversions of Half and BFloat16."""
+    if not offsets:
+        return {}
+    out = subprocess.run(
+        ["addr2line", "-e", str(library), "-i", "-a", *offsets],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    found, current = {}, None
+    for line in out:
+        if line.startswith("0x"):
+            current = line
+            continue
+        path, _, number = line.partition(":")
+        ours = str(CSRC) in path or str(EMULATION) in path
+        if current is not None and current not in found and ours:
+            found[current] = f"{Path(path).name}:{number.split()[0]}"
+    return {offset: found.get(f"0x{int(offset, 16):016x}", "?") for offset in offsets}
+
+
 class Emulation:
-    """The launcher library: ``forward`` and ``backward`` as the CUDA op runs them."""
+    """The launcher library: ``forward`` and ``backward`` as the CUDA op runs them; built by
+    :func:`build_counting`, it also counts their memory accesses (:meth:`access_sites`)."""
 
     def __init__(self, path: Path):
+        self.path = Path(path)
         self.lib = ctypes.CDLL(str(path))
         self.lib.eca_emu_error.restype = ctypes.c_char_p
         self.lib.eca_emu_launched.restype = ctypes.c_char_p
+        self.counting = hasattr(self.lib, "eca_emu_count_report")
+        if self.counting:
+            self.lib.eca_emu_count_report.restype = ctypes.c_char_p
+
+    def access_sites(self) -> list[AccessSite]:
+        """The accesses counted since the last call, by kernel and site; then starts afresh."""
+        rows = [line.split() for line in self.lib.eca_emu_count_report().decode().splitlines()]
+        self.lib.eca_emu_count_reset()
+        where = source_lines(self.path, sorted({row[1] for row in rows}))
+        return [
+            AccessSite(row[0], where[row[1]], row[2], row[3], *map(int, row[4:])) for row in rows
+        ]
 
     @contextlib.contextmanager
     def captured(self):
@@ -81,8 +178,19 @@ class Emulation:
         args += [ctypes.c_int64(s) for s in (N, C, L, k)]
         args += [ctypes.c_int(padding_mode == "circular"), ctypes.c_int(channels_last)]
         args += [ctypes.c_int64(max_blocks), ctypes.c_int(seed), *extra]
-        if fn(*args) != 0:
-            raise RuntimeError(self.lib.eca_emu_error().decode())
+        if self.counting:  # the tensors are the launch's device memory
+            for t in tensors:
+                if t is not None:
+                    storage = t.untyped_storage()
+                    self.lib.eca_emu_count_global(
+                        ctypes.c_void_p(storage.data_ptr()), ctypes.c_size_t(storage.nbytes())
+                    )
+        try:
+            if fn(*args) != 0:
+                raise RuntimeError(self.lib.eca_emu_error().decode())
+        finally:
+            if self.counting:
+                self.lib.eca_emu_count_forget_globals()
 
     def forward(
         self, x, weight, padding_mode, channels_last, max_blocks=MAX_BLOCKS, seed=-1, offset=0

@@ -54,6 +54,9 @@
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
+#if defined(ECA_EMU_COUNT_ACCESSES)
+#include "access_counter.h"
+#endif
 
 struct dim3 {
   unsigned x, y, z;
@@ -130,6 +133,9 @@ inline std::vector<std::pair<void*, std::size_t>> shared_arrays;  // every ECA_S
 struct SharedArray {
   SharedArray(void* p, std::size_t n) {
     shared_arrays.emplace_back(p, n);
+#if defined(ECA_EMU_COUNT_ACCESSES)
+    eca_emu_count_shared(p, n);
+#endif
     std::memset(p, 0xff, n);  // NaN in every float type; later blocks' fill is the scheduler's
   }
 };
@@ -451,13 +457,22 @@ inline void run_block(dim3 b, unsigned threads) {
 #endif
       const bool first = !f.started;
       f.started = true;
+#if defined(ECA_EMU_COUNT_ACCESSES)
+      eca_emu_count_lane(long(f.linear));
+#endif
       switch_to(&block->scheduler, &f.context, to_tsan, first, f.stack.get());
+#if defined(ECA_EMU_COUNT_ACCESSES)
+      eca_emu_count_lane(-1);
+#endif
       if (!block->fault.empty()) throw KernelFault(block->fault);
       if (f.state.load(std::memory_order_relaxed) == State::Done) ++done;
     }
     if (done == threads) break;
     if (!ran && !release_waiting(threads)) throw KernelFault(block->fault);
   }
+#if defined(ECA_EMU_COUNT_ACCESSES)
+  eca_emu_count_block_done();
+#endif
 }
 
 struct Options {
@@ -477,6 +492,9 @@ inline void launch(dim3 grid, dim3 block_shape, const std::function<void()>& bod
   }
   dynamic_bytes = options.dynamic_shared_bytes;
   dynamic_buffer.reset(new unsigned char[dynamic_bytes]);
+#if defined(ECA_EMU_COUNT_ACCESSES)
+  eca_emu_count_dynamic_shared(dynamic_buffer.get(), dynamic_bytes);
+#endif
   static Block state;  // stacks and fibers kept from launch to launch
   block = &state;
   if (state.fibers.size() < threads) {

@@ -41,6 +41,9 @@ struct EmulatedLauncher {
     eca_emu::Options with_shared = options;
     with_shared.dynamic_shared_bytes = config.shared_bytes;
     auto run = [=] {
+#if defined(ECA_EMU_COUNT_ACCESSES)
+      eca_emu_count_kernel(name);
+#endif
       eca_emu::launch(config.grid, config.block, [&] { kernel(args...); }, with_shared);
     };
     if (capturing) {
@@ -57,6 +60,9 @@ template <typename T>
 std::unique_ptr<T[]> poisoned(int64_t n) {
   std::unique_ptr<T[]> p(new T[n]);
   std::fill(p.get(), p.get() + n, std::numeric_limits<T>::quiet_NaN());
+#if defined(ECA_EMU_COUNT_ACCESSES)
+  eca_emu_count_global(p.get(), sizeof(T) * n);  // a workspace in device memory
+#endif
   return p;
 }
 
