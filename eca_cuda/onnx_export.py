@@ -19,8 +19,9 @@ from .compatibility import release
 
 __all__ = ["onnx_translation_table"]
 
-# The first torch whose torch.export-based exporter takes custom_translation_table.
-ONNX_MIN_TORCH = "2.6"
+# The first torch whose torch.export-based exporter takes custom_translation_table (2.6) and
+# exports a converted model's fused tails, whose three outputs 2.6's exporter mistypes.
+ONNX_MIN_TORCH = "2.7"
 
 
 def _eca_forward_onnx(x: Any, weight: Any, padding_mode: str = "zeros"):
@@ -111,14 +112,15 @@ def onnx_translation_table() -> dict[Callable, Callable]:
         table if you have one.
 
     Raises:
-        RuntimeError: torch is older than 2.6, whose ``torch.onnx.export`` has no
-            ``custom_translation_table``.
+        RuntimeError: torch is older than 2.7: ``torch.onnx.export`` has no
+            ``custom_translation_table`` before 2.6, and 2.6's fails on a fused tail.
         ImportError: ``onnxscript`` is not installed (``pip install onnx onnxscript``).
     """
     if release(torch.__version__) < release(ONNX_MIN_TORCH):
         raise RuntimeError(
             f"eca_cuda's ONNX export needs torch >= {ONNX_MIN_TORCH} (torch.onnx.export's "
-            f"custom_translation_table), found torch {torch.__version__}"
+            f"custom_translation_table, and its export of multi-output custom operators), found "
+            f"torch {torch.__version__}"
         )
     import onnxscript  # noqa: F401  (fail here, with the package name, not during export)
 

@@ -33,7 +33,8 @@ def test_converted_timm_model_round_trips_through_aotinductor(device, tmp_path):
         calls = sum(
             archive.read(name).decode().count('"eca_cuda::eca_tail_forward"')
             for name in archive.namelist()
-            if name.endswith("wrapper.json")
+            # the proxy executor's calls: <hash>.wrapper.json (torch 2.14), <hash>.json (2.6)
+            if name.endswith(".json") and not name.endswith("metadata.json")
         )
     assert calls == len([m for m in model.modules() if isinstance(m, eca_cuda.ECA)]) == 16
     loaded = torch._inductor.aoti_load_package(package)

@@ -130,5 +130,5 @@ def test_the_floor_is_the_same_everywhere():
 
 def test_onnx_translation_table_refuses_a_torch_without_it(monkeypatch):
     monkeypatch.setattr(torch, "__version__", "2.5.1")
-    with pytest.raises(RuntimeError, match=r"needs torch >= 2\.6 .* found torch 2\.5\.1"):
+    with pytest.raises(RuntimeError, match=r"needs torch >= 2\.7 .* found torch 2\.5\.1"):
         eca_cuda.onnx_translation_table()
