@@ -9,6 +9,11 @@
 # Also: `make wheel` (a binary wheel in dist/), `make wheel-test` (it installs and passes the
 # CPU tests in a fresh venv with no compiler), `make matrix` (the tests against the lowest
 # torch supported, MATRIX_TORCH, at every CPU build; tests/version_matrix.py). CI runs all.
+# The CUDA kernels in a cycle-level GPU simulator, no GPU needed (benchmarks/gpusim/, not in
+# CI): `make gpusim GPUSIM_SOURCE=<GPGPU-Sim source .tar.gz or folder>` builds it and runs its
+# micro-tests (without GPUSIM_SOURCE it is cloned from GitHub), then `make gpusim-quick`
+# (about 20 minutes) or `make gpusim-full` (hours) writes the simulated ratios to
+# benchmarks/results/.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,14 +25,16 @@ DEPS_STAMP := $(VENV)/.build-requirements-installed
 BUILD_REQUIRES := "setuptools>=64" wheel ninja "torch>=2.4"
 BUILD_STAMP := $(VENV)/.eca_cuda-built
 CXX_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h')
-LINT_CXX := $(CXX_SOURCES) $(wildcard tests/cuda_emulation/*)
+LINT_CXX := $(CXX_SOURCES) $(wildcard tests/cuda_emulation/*) \
+	$(wildcard benchmarks/gpusim/*.cu benchmarks/gpusim/*/*.cu benchmarks/gpusim/*/*.cpp)
 # Keep freed buffers mapped, so that CPU timings measure the op, not page faults
 # (benchmarks/README.md); background compile workers would take both cores.
 BENCH_ENV := GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184 TORCHINDUCTOR_COMPILE_THREADS=1
 
 MATRIX_TORCH ?= 2.4.1
 
-.PHONY: install test wheel wheel-test matrix demo bench bench-models digits lint format clean
+.PHONY: install test wheel wheel-test matrix demo bench bench-models digits gpusim gpusim-quick \
+	gpusim-full lint format clean
 
 install: $(BUILD_STAMP)
 
@@ -81,6 +88,15 @@ bench-models: install
 
 digits: install
 	$(PY) examples/train_digits.py $(if $(FULL),--epochs 30)
+
+gpusim: $(DEPS_STAMP)
+	GPUSIM_SOURCE="$(GPUSIM_SOURCE)" PYTHON=$(PY) bash benchmarks/gpusim/build.sh
+
+gpusim-quick: install gpusim
+	$(PY) benchmarks/gpusim/run.py --preset quick
+
+gpusim-full: install gpusim
+	$(PY) benchmarks/gpusim/run.py --preset full
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

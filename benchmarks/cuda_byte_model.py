@@ -6,6 +6,7 @@ which shapes each covers.
 
     python benchmarks/cuda_byte_model.py                # ECA-ResNet-50, N = 32, H200
     python benchmarks/cuda_byte_model.py --N 1 --model "ECA-MobileNetV2 (official k13)"
+    python benchmarks/cuda_byte_model.py --waves        # tiles, blocks per SM, waves per GPU
 
 A pass is ``N * C * H * W * itemsize`` bytes read or written once. The copy bandwidth counts
 read plus write bytes, as ``y.copy_(x)`` (2 passes) moves them, so a schedule of ``p`` passes
@@ -26,22 +27,35 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class Device:
-    """What the model needs of a GPU. Bandwidth in bytes/s, read plus write."""
+    """What the model needs of a GPU: SMs, shared memory per SM and the most a block may opt
+    in to (bytes; the CUDA programming guide's table of compute capabilities), threads per SM,
+    L2 (bytes), and the device copy's bandwidth (bytes/s, read plus write; None where not
+    measured)."""
 
     name: str
     sms: int
-    shared_per_sm: int  # bytes
-    l2: int  # bytes
-    copy_bandwidth: float
+    shared_per_sm: int
+    optin_per_block: int
+    threads_per_sm: int
+    l2: int
+    copy_bandwidth: float | None = None
 
 
-# H200: 132 SMs, 228 KiB of shared memory per SM, 60 MB L2, about 4.3 TB/s measured device
-# copy (read plus write).
-H200 = Device("H200", sms=132, shared_per_sm=228 * 1024, l2=60 * 10**6, copy_bandwidth=4.3e12)
+KIB = 1024
+# H200: about 4.3 TB/s measured device copy (read plus write).
+H200 = Device("H200", 132, 228 * KIB, 227 * KIB, 2048, 60 * 10**6, copy_bandwidth=4.3e12)
+H100 = Device("H100 SXM", 132, 228 * KIB, 227 * KIB, 2048, 50 * 10**6)
+A100 = Device("A100", 108, 164 * KIB, 163 * KIB, 2048, 40 * 10**6)
+RTX_4090 = Device("RTX 4090", 128, 100 * KIB, 99 * KIB, 1536, 72 * 10**6)
+T4 = Device("T4", 40, 64 * KIB, 64 * KIB, 1024, 4 * 10**6)
+DEVICES = [T4, A100, RTX_4090, H100, H200]
 
-# A tile's shared memory (kTileBudget of csrc/cuda/eca_launch_args.h): two blocks per SM, with
-# room for the static arrays.
-TILE_BUDGET = 100 * 1024
+# The tile budget's cap and a tile block's other shared memory (kTileBudget, kTileOverhead of
+# csrc/cuda/eca_launch_args.h).
+TILE_BUDGET = 100 * KIB
+TILE_OVERHEAD = 4 * KIB
+TILE_THREADS = 256
+TILE_REGISTERS = 128
 CLUSTER = 8  # blocks per thread-block cluster (the portable maximum on sm_90)
 
 
@@ -52,6 +66,20 @@ def tile_bytes(T: int, C: int, L: int, itemsize: int, pad: int) -> int:
     backward's dz) and two per tile channel (multipliers; gates and dp / L)."""
     window = C if T == C else T + 2 * pad
     return -(-T * L * itemsize // 16) * 16 + (window + 2 * T) * 4
+
+
+def tile_budget(device: Device) -> int:
+    """``tile_budget_for`` of ``csrc/cuda/eca_launch_args.h``, mirrored (the tests compare):
+    at most TILE_BUDGET, and a block fits."""
+    return max(0, min(TILE_BUDGET, device.optin_per_block - TILE_OVERHEAD))
+
+
+def blocks_per_sm(T: int, C: int, L: int, itemsize: int, pad: int, device: Device) -> int:
+    """Tile blocks an SM holds at once, by shared memory, threads and registers (64 K a SM on
+    all five; the tile kernels take up to TILE_REGISTERS a thread, their launch bounds')."""
+    by_shared = device.shared_per_sm // (tile_bytes(T, C, L, itemsize, pad) + TILE_OVERHEAD)
+    by_registers = 65536 // (TILE_THREADS * TILE_REGISTERS)
+    return min(by_shared, device.threads_per_sm // TILE_THREADS, by_registers)
 
 
 def tile_channels(C: int, L: int, itemsize: int, pad: int, N: int, device: Device) -> int:
@@ -65,7 +93,9 @@ def tile_channels(C: int, L: int, itemsize: int, pad: int, N: int, device: Devic
         below *= 2
     best, T = 0, C
     while T >= 1:
-        if tile_bytes(T, C, L, itemsize, pad) <= TILE_BUDGET and (T == C or T + 2 * pad <= C):
+        if tile_bytes(T, C, L, itemsize, pad) <= tile_budget(device) and (
+            T == C or T + 2 * pad <= C
+        ):
             if T < C and 4 * pad >= T:
                 break  # the halo is half the tile or more, and narrower tiles only worse
             best = T
@@ -163,16 +193,49 @@ def model_table(shapes: pd.DataFrame, N: int, dtype_bytes: int, device: Device, 
     return pd.DataFrame(out)
 
 
+def waves_table(shapes: pd.DataFrame, itemsize: int, batches=(1, 32, 128)) -> pd.DataFrame:
+    """Per device and layer, at each batch size: the tile the plan picks (channels), the tile
+    blocks an SM holds, and the waves the grid makes (blocks over SMs times blocks per SM);
+    "3 launches" where no tile fits."""
+    rows = []
+    for device in DEVICES:
+        for layer in shapes.itertuples():
+            L, pad = layer.H * layer.W, (layer.k - 1) // 2
+            row = {
+                "GPU": device.name,
+                "budget KiB": tile_budget(device) / KIB,
+                "layer": f"{layer.C}x{layer.H}x{layer.W}",
+            }
+            for N in batches:
+                T = tile_channels(layer.C, L, itemsize, pad, N, device)
+                if T:
+                    per_sm = blocks_per_sm(T, layer.C, L, itemsize, pad, device)
+                    waves = N * -(-layer.C // T) / (device.sms * per_sm)
+                    row[f"N = {N}: T / blocks per SM / waves"] = f"{T} / {per_sm} / {waves:.2f}"
+                else:
+                    row[f"N = {N}: T / blocks per SM / waves"] = "3 launches"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="ECA-ResNet-50 (official k3557)")
     parser.add_argument("--N", type=int, default=32)
     parser.add_argument("--residual", action="store_true", help="with the block tail")
+    parser.add_argument(
+        "--waves", action="store_true", help="the tile plan on T4, A100, RTX 4090, H100, H200"
+    )
     args = parser.parse_args(argv)
     shapes = pd.read_csv(HERE / "eca_layer_shapes.csv", comment="#")
     shapes = shapes[shapes.model == args.model]
     if shapes.empty:
         raise SystemExit(f"no model {args.model!r} in eca_layer_shapes.csv")
+    if args.waves:
+        for dtype, size in (("bfloat16", 2), ("float32", 4)):
+            print(f"\n{args.model}, {dtype}: the tile plan per GPU\n")
+            print(waves_table(shapes, size).to_markdown(index=False))
+        return 0
     print(
         f"{args.model}, N = {args.N}, {H200.name} at {H200.copy_bandwidth / 1e12:.1f} TB/s copy"
         f"{', with the block tail' if args.residual else ''}: predictions"

@@ -23,7 +23,19 @@ DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloa
 # As nvcc builds the device code, with FMA contraction off on both sides (setup.py passes
 # --fmad=false), so a * b + c rounds twice in both and the emulated bits are the GPU's but
 # for CUDA's own exp.
-FLAGS = ["-std=c++20", "-O1", "-g", "-ffp-contract=off", "-Wall", "-Wno-unknown-pragmas"]
+# -fno-gnu-unique: each library keeps its own function-local statics (the emulator's launch
+# state among them). GCC makes them STB_GNU_UNIQUE, which the dynamic linker merges across
+# every library loaded, RTLD_LOCAL or not: an uninstrumented launcher and a counting one in the
+# same process shared one state, and a test ended the process with status 0, mid-run.
+FLAGS = [
+    "-std=c++20",
+    "-O1",
+    "-g",
+    "-ffp-contract=off",
+    "-fno-gnu-unique",
+    "-Wall",
+    "-Wno-unknown-pragmas",
+]
 SANITIZERS = {
     "address": ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"],
     "thread": ["-fsanitize=thread"],
@@ -261,6 +273,12 @@ class Emulation:
         if T < 0:
             raise RuntimeError(self.lib.eca_emu_error().decode())
         return T, shared.value
+
+    def tile_budget(self, optin_per_block):
+        """The tile budget (bytes) the extension computes for a device's shared memory."""
+        fn = self.lib.eca_emu_tile_budget
+        fn.restype = ctypes.c_int64
+        return fn(ctypes.c_int64(optin_per_block))
 
     def backward(
         self,

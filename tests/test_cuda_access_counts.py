@@ -15,11 +15,12 @@ from __future__ import annotations
 import ctypes
 import re
 import shutil
+import subprocess
 
 import pytest
 import torch
 
-from emulated_cuda import CSRC, Emulation, build_counting, compiler
+from emulated_cuda import CSRC, Emulation, build, build_counting, compiler
 from helpers import make_inputs
 
 pytestmark = pytest.mark.skipif(
@@ -115,3 +116,18 @@ def test_every_kernel_is_counted(counting_emulation):
     for s in sites:
         assert s.requests >= 1 and s.units >= s.ideal >= 1, s
         assert s.space in ("global", "shared") and s.where != "?", s
+
+
+@pytest.mark.skipif(shutil.which("nm") is None, reason="needs nm")
+def test_emulation_libraries_keep_their_own_state(cases_library, counting_emulation, tmp_path):
+    """No emulation library exports a GNU unique symbol (GCC's kind for function-local statics,
+    merged by the dynamic linker across every library a process loads, RTLD_LOCAL or not):
+    with one, a plain launcher and a counting one loaded by the same test run shared the
+    emulator's launch state, and the process exited with status 0 in the middle of a test."""
+    plain = build(tmp_path / "launcher.so", ["launcher.cpp"], shared=True)
+    for path in (plain, cases_library._name, counting_emulation.lib._name):
+        symbols = subprocess.run(
+            ["nm", "-D", "--defined-only", str(path)], capture_output=True, text=True, check=True
+        ).stdout
+        unique = [line for line in symbols.splitlines() if line.split()[1:2] == ["u"]]
+        assert not unique, f"{path}: {len(unique)} unique symbols, e.g. {unique[:3]}"

@@ -365,27 +365,55 @@ def test_single_pass_cases_cover_every_kind_of_tile(emulation):
     assert kinds >= expected | {"packs torch.float32", "packs torch.bfloat16"}, kinds
 
 
+def byte_model():
+    pytest.importorskip("pandas")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import cuda_byte_model
+
+    return cuda_byte_model
+
+
+def test_tile_budget_fits_a_block(emulation):
+    """The tile budget the extension computes from a device's opt-in shared memory is the
+    byte model's and lets a block launch (the static arrays and the system's reserve besides)
+    on each GPU of the model: 60 KiB on a T4, 95 on an RTX 4090, 100 on an A100, H100, H200;
+    two such blocks share an SM on an H100 and an H200."""
+    model = byte_model()
+    budgets = {}
+    for device in model.DEVICES:
+        budget = emulation.tile_budget(device.optin_per_block)
+        assert budget == model.tile_budget(device), device.name
+        assert budget + model.TILE_OVERHEAD <= device.optin_per_block, device.name
+        budgets[device.name] = budget // 1024
+    assert budgets == {"T4": 60, "A100": 100, "RTX 4090": 95, "H100 SXM": 100, "H200": 100}
+    for device in (model.H100, model.H200):
+        assert 2 * (model.tile_budget(device) + model.TILE_OVERHEAD) <= device.shared_per_sm
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("N", [1, 8, 32, 128])
 def test_tile_plan_is_the_byte_models(emulation, N, dtype):
     """The channels per tile the launch plan picks for every ECA-ResNet-50 and
-    ECA-MobileNetV2 layer on an H200 (132 SMs, the 100 KiB budget) are those the byte-count
-    model of benchmarks/cuda_byte_model.py predicts with; each fits and holds its halo."""
-    pd = pytest.importorskip("pandas")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import cuda_byte_model as model
+    ECA-MobileNetV2 layer on each GPU of the byte-count model (benchmarks/cuda_byte_model.py:
+    T4, A100, RTX 4090, H100, H200, with their tile budgets and SMs) are those the model
+    predicts with; each fits and holds its halo, and on an H100 or H200 two blocks of it
+    share an SM."""
+    model = byte_model()
+    import pandas as pd
 
     shapes = pd.read_csv(model.HERE / "eca_layer_shapes.csv", comment="#")
     itemsize = torch.finfo(dtype).bits // 8
-    for layer in shapes.itertuples():
-        L, pad = layer.H * layer.W, (layer.k - 1) // 2
-        T, shared = emulation.tile_channels(
-            dtype, N, layer.C, L, layer.k, model.TILE_BUDGET, model.H200.sms
-        )
-        assert T == model.tile_channels(layer.C, L, itemsize, pad, N, model.H200), layer
-        if T:
-            assert shared == model.tile_bytes(T, layer.C, L, itemsize, pad) <= model.TILE_BUDGET
-    # Every layer of ECA-ResNet-50 runs in one launch at the batch sizes of training.
+    for device in model.DEVICES:
+        budget = model.tile_budget(device)
+        for layer in shapes.itertuples():
+            L, pad = layer.H * layer.W, (layer.k - 1) // 2
+            T, shared = emulation.tile_channels(dtype, N, layer.C, L, layer.k, budget, device.sms)
+            assert T == model.tile_channels(layer.C, L, itemsize, pad, N, device), layer
+            if T:
+                assert shared == model.tile_bytes(T, layer.C, L, itemsize, pad) <= budget
+                per_sm = model.blocks_per_sm(T, layer.C, L, itemsize, pad, device)
+                assert per_sm == 2 or device not in (model.H100, model.H200), (device, layer)
+    # Every layer of ECA-ResNet-50 runs in one launch at the batch sizes of training, on H200.
     resnet = shapes[shapes.model == "ECA-ResNet-50 (official k3557)"]
     for layer in resnet.itertuples():
         T, _ = emulation.tile_channels(

@@ -3,6 +3,7 @@
 // the host emulation in tests/cuda_emulation/ all take the same arguments.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "../eca_math.h"
@@ -13,9 +14,22 @@ namespace eca_cuda {
 // grid size overflows gridDim.x however large N * C * L is.
 constexpr int64_t kMaxBlocks = 65535 * 8;
 
-// Shared memory for a tile of the single-pass kernels: two blocks per SM on sm_80 and sm_90,
-// with room for the static arrays (docs/cuda-kernels.md).
+// Shared memory for a tile of the single-pass kernels: two blocks per SM on sm_90, with room
+// for the static arrays (docs/cuda-kernels.md).
 constexpr int64_t kTileBudget = 100 * 1024;
+// What a tile block needs besides its tile: the static arrays (2 KiB), the system's reserve
+// (1 KiB a block on sm_80 and later), rounded up.
+constexpr int64_t kTileOverhead = 4096;
+
+// The tile budget on a device that lets a block opt in to `optin_per_block` bytes of shared
+// memory (cudaDevAttrMaxSharedMemoryPerBlockOptin): at most kTileBudget, and small enough
+// that a block fits. Two blocks of it share an SM of 228 KiB (H100, H200); on an A100, sm_86,
+// sm_89 or a T4 the wider tiles hold one block an SM. A cap at half an SM (two blocks
+// everywhere) was measured in the GPU simulator on sm_86: contiguous 9-29% fewer cycles,
+// channels_last 1.3-2.6x more (its window sums cost per block), so it waits for those.
+inline int64_t tile_budget_for(int64_t optin_per_block) {
+  return std::max<int64_t>(0, std::min(kTileBudget, optin_per_block - kTileOverhead));
+}
 
 // Rows of dz one block of the weight gradient's first stage sums (16 a thread), and the
 // chunks of N * C rows that makes: one chunk needs no second stage and no workspace.

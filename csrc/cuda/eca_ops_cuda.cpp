@@ -31,14 +31,14 @@ int64_t device_attribute(cudaDeviceAttr attribute, int device) {
   return value;
 }
 
-// The single-pass kernels' tile: what this device lets a block opt in to, less the static
-// shared arrays, at most kTileBudget, and at most ECA_CUDA_TILE_BUDGET bytes where that is set
-// (0: the multi-launch plans, which the GPU tests and benchmarks compare with); and its SMs.
+// The single-pass kernels' tile: tile_budget_for this device's shared memory, and at most
+// ECA_CUDA_TILE_BUDGET bytes where that is set (0: the multi-launch plans, which the GPU tests
+// and benchmarks compare with); and its SMs.
 template <typename Args>
 void plan_tiles(Args& args, const at::Device& device) {
   const int index = device.index();
-  args.tile_budget = std::min<int64_t>(
-      kTileBudget, device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, index) - 4096);
+  args.tile_budget =
+      tile_budget_for(device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, index));
   if (const char* budget = std::getenv("ECA_CUDA_TILE_BUDGET")) {
     args.tile_budget = std::min<int64_t>(args.tile_budget, std::atoll(budget));
   }

@@ -18,6 +18,9 @@
 namespace eca_cuda {
 
 constexpr int kTileThreads = kSlots * kRowsPerBlock;  // block (kSlots, kRowsPerBlock)
+// Blocks per SM the tile kernels' registers are capped for (launch bounds): two, as the tile
+// plan aims for (2 x 256 threads x 128 registers fill an SM's register file).
+constexpr int kTileMinBlocks = 2;
 
 // The channels whose means a tile's gates read: the whole sample when the tile is, else the
 // tile and pad channels either side.
@@ -115,10 +118,90 @@ __device__ __forceinline__ void load_tile(scalar_t* tile, const scalar_t* src, c
   }
 }
 
-// The window's spatial sums, kRowsPerBlock channels at a time, as reduce_rows_kernel sums
-// rows: sum_l a (kProduct: sum_l a * b, b from device memory), a from the shared tile for the
-// tile's channels and from device memory (`a_global`, the sample's first element; masked by
-// `mask_global` as load_tile masks, where given) for the halo's. Thread (0, y) calls
+// One slot's total in the canonical order (eca_reduce.cuh): each chunk's acc_t sum over l =
+// slot, slot + kSlots, ... (sum_l a, or with kProduct sum_l a * b), the chunks' sums added in
+// double. Element l of a is a[l * a_stride], masked by mask[l * stride] where mask is given;
+// of b, b[l * stride].
+template <bool kProduct, typename scalar_t, typename acc_t>
+__device__ __forceinline__ double slot_total(const scalar_t* a, int64_t a_stride,
+                                             const scalar_t* mask, const scalar_t* b,
+                                             int64_t stride, int64_t slot, int64_t L) {
+  double total = 0;
+  for (int64_t l0 = 0; l0 < L; l0 += kSumChunk) {
+    const int64_t end = min(L, l0 + kSumChunk);
+    acc_t sum = acc_t(0);
+    for (int64_t l = l0 + slot; l < end; l += kSlots) {
+      scalar_t v = a[l * a_stride];
+      if (mask) v = relu_backward<acc_t>(v, mask[l * stride]);
+      if constexpr (kProduct) {  // add_term's fma(a, b, sum)
+        sum = fma(acc_t(v), acc_t(b[l * stride]), sum);
+      } else {
+        sum = sum + acc_t(v);
+      }
+    }
+    total += double(sum);
+  }
+  return total;
+}
+
+// window_sums for the channels-last layout, as reduce_columns_kernel sums: kTileC window
+// channels at a time, a warp's lanes on consecutive channels of one row (so the tile's rows
+// are read without bank conflicts, and the halo's and x's in whole sectors), thread (lane, ty)
+// owning slots ty + kTileL * m of its channel; the same additions in the same order as the
+// channels-first mapping (reduce_columns_kernel's bits are reduce_rows_kernel's). `partial`
+// is the tile kernel's totals, kTileL x kTileC doubles.
+template <bool kProduct, typename scalar_t, typename acc_t, typename Store>
+__device__ __forceinline__ void window_sums_columns(const scalar_t* tile, const scalar_t* a_global,
+                                                    const scalar_t* mask_global,
+                                                    const scalar_t* b_global, int64_t c0,
+                                                    int64_t Tn, int64_t lead, int64_t window,
+                                                    int64_t C, int64_t L, PaddingMode mode,
+                                                    double (*partial)[kTileC], const Store& store) {
+  static_assert(kTileC * kTileL == kTileThreads, "a thread per (channel, row) of the block");
+  const int tid = threadIdx.x + kSlots * threadIdx.y;
+  const int lane = tid % kTileC, ty = tid / kTileC;  // a warp: kTileC channels of one row
+  for (int64_t j0 = 0; j0 < window; j0 += kTileC) {
+    const int64_t j = j0 + lane, t = j - lead;
+    const bool in_tile = j < window && t >= 0 && t < Tn;
+    const int64_t channel = in_tile ? c0 + t : j < window ? halo_channel(c0, t, C, mode) : -1;
+    const int64_t c = channel < 0 ? 0 : channel;  // an address only; padding reads nothing
+    const scalar_t* src = in_tile ? tile + t : a_global + c;
+    const int64_t stride = in_tile ? Tn : C;
+    const scalar_t* other = kProduct ? b_global + c : src;
+    const scalar_t* mask = mask_global && !in_tile ? mask_global + c : nullptr;
+    // One slot at a time, so that a thread keeps one sum live, not kSlotsPerThread.
+    const auto total = [&](int m) {
+      return channel < 0 ? 0.0
+                         : slot_total<kProduct, scalar_t, acc_t>(src, stride, mask, other, C,
+                                                                 ty + kTileL * m, L);
+    };
+    static_assert(kSlotsPerThread == 8, "the tree below");
+    // Tree steps w = 32, 16, 8 over this thread's slots (slot + w = ty + kTileL * (m + w / 8)):
+    // u_m = t_m + t_m+4, then u_0 + u_2 and u_1 + u_3, then their sum; as few doubles live.
+    const double v0 = (total(0) + total(4)) + (total(2) + total(6));
+    const double v1 = (total(1) + total(5)) + (total(3) + total(7));
+    partial[ty][lane] = v0 + v1;  // slot ty's value after w = 8
+    __syncthreads();
+    if (ty == 0 && j < window) {  // w = 4, 2, 1 across the threads of the channel
+      double p[kTileL];
+#pragma unroll
+      for (int i = 0; i < kTileL; ++i) p[i] = partial[i][lane];
+#pragma unroll
+      for (int w = kTileL / 2; w >= 1; w /= 2) {
+#pragma unroll
+        for (int i = 0; i < w; ++i) p[i] += p[i + w];
+      }
+      store(j, channel, acc_t(p[0]));
+    }
+    __syncthreads();  // partial is rewritten by the next channels
+  }
+}
+
+// The window's spatial sums: sum_l a (kProduct: sum_l a * b, b from device memory), a from the
+// shared tile for the tile's channels and from device memory (`a_global`, the sample's first
+// element; masked by `mask_global` as load_tile masks, where given) for the halo's. Channels
+// first, a warp per channel, as reduce_rows_kernel sums a row (lanes on consecutive elements;
+// no bank conflicts, whole sectors); channels last, window_sums_columns. One thread calls
 // store(j, channel, sum) for window channel j (channel -1: the zero padding, sum 0). Ends with
 // a barrier.
 template <bool kProduct, bool kChannelsLast, typename scalar_t, typename acc_t, typename Store>
@@ -127,43 +210,34 @@ __device__ __forceinline__ void window_sums(const scalar_t* tile, const scalar_t
                                             int64_t c0, int64_t Tn, int64_t lead, int64_t window,
                                             int64_t C, int64_t L, PaddingMode mode,
                                             double (*totals)[kSlots], const Store& store) {
-  const int slot = threadIdx.x;
-  for (int64_t j0 = 0; j0 < window; j0 += kRowsPerBlock) {
-    const int64_t j = j0 + threadIdx.y, t = j - lead;
-    const bool in_tile = j < window && t >= 0 && t < Tn;
-    const int64_t channel = in_tile ? c0 + t : j < window ? halo_channel(c0, t, C, mode) : -1;
-    double total = 0;
-    if (channel >= 0) {
-      const scalar_t* src = in_tile ? tile + (kChannelsLast ? t : t * L)
-                                    : a_global + (kChannelsLast ? channel : channel * L);
-      const int64_t stride = in_tile ? (kChannelsLast ? Tn : 1) : (kChannelsLast ? C : 1);
-      const int64_t global_offset = kChannelsLast ? channel : channel * L;
-      const int64_t global_stride = kChannelsLast ? C : 1;
-      const scalar_t* other = kProduct ? b_global + global_offset : src;
-      const scalar_t* mask = mask_global && !in_tile ? mask_global + global_offset : nullptr;
-      for (int64_t l0 = 0; l0 < L; l0 += kSumChunk) {
-        const int64_t end = min(L, l0 + kSumChunk);
-        acc_t sum = acc_t(0);
-        for (int64_t l = l0 + slot; l < end; l += kSlots) {
-          scalar_t v = src[l * stride];
-          if (mask) v = relu_backward<acc_t>(v, mask[l * global_stride]);
-          if constexpr (kProduct) {  // add_term's fma(a, b, sum)
-            sum = fma(acc_t(v), acc_t(other[l * global_stride]), sum);
-          } else {
-            sum = sum + acc_t(v);
-          }
-        }
-        total += double(sum);
+  if constexpr (kChannelsLast) {  // totals' kRowsPerBlock x kSlots doubles as kTileL x kTileC
+    static_assert(kTileL * kTileC == kRowsPerBlock * kSlots);
+    window_sums_columns<kProduct, scalar_t, acc_t>(
+        tile, a_global, mask_global, b_global, c0, Tn, lead, window, C, L, mode,
+        reinterpret_cast<double (*)[kTileC]>(totals), store);
+  } else {
+    // A warp per channel, lane i on slots i and i + 32 (tree step w = 32 in the thread, the
+    // rest by shuffles, as reduce_rows_kernel's warp): no barrier until the end.
+    constexpr int kWarps = kTileThreads / 32;
+    const int tid = threadIdx.x + kSlots * threadIdx.y;
+    const int lane = tid % 32;
+    for (int64_t j = tid / 32; j < window; j += kWarps) {
+      const int64_t t = j - lead;
+      const bool in_tile = t >= 0 && t < Tn;
+      const int64_t channel = in_tile ? c0 + t : halo_channel(c0, t, C, mode);
+      const int64_t c = channel < 0 ? 0 : channel;  // an address only; padding reads nothing
+      const scalar_t* src = in_tile ? tile + t * L : a_global + c * L;
+      const scalar_t* other = kProduct ? b_global + c * L : src;
+      const scalar_t* mask = mask_global && !in_tile ? mask_global + c * L : nullptr;
+      double v = 0;
+      if (channel >= 0) {
+        v = slot_total<kProduct, scalar_t, acc_t>(src, 1, mask, other, 1, lane, L) +
+            slot_total<kProduct, scalar_t, acc_t>(src, 1, mask, other, 1, lane + 32, L);
       }
-    }
-    totals[threadIdx.y][slot] = total;
-    __syncthreads();
-    if (slot < 32) {  // one warp per channel: w = 32 from shared memory, then shuffles
-      double v = totals[threadIdx.y][slot] + totals[threadIdx.y][slot + 32];
       for (int w = 16; w >= 1; w /= 2) v += __shfl_down_sync(0xffffffffu, v, w);
-      if (slot == 0 && j < window) store(j, channel, acc_t(v));
+      if (lane == 0) store(j, channel, acc_t(v));
     }
-    __syncthreads();  // totals is rewritten by the next channels
+    __syncthreads();
   }
 }
 
@@ -221,7 +295,8 @@ __device__ __forceinline__ TileItem tile_item(int64_t item, int64_t T, int64_t C
 }
 
 template <typename scalar_t, typename acc_t, bool kChannelsLast>
-__global__ void tile_forward_kernel(ForwardArgs<scalar_t, acc_t> a, int64_t T) {
+__global__ void __launch_bounds__(kTileThreads, kTileMinBlocks)
+    tile_forward_kernel(ForwardArgs<scalar_t, acc_t> a, int64_t T) {
   ECA_DYNAMIC_SHARED(shared);
   ECA_SHARED(double, totals, [kRowsPerBlock][kSlots]);
   const int64_t C = a.C, L = a.L, pad = (a.k - 1) / 2;
@@ -284,7 +359,8 @@ __global__ void tile_forward_kernel(ForwardArgs<scalar_t, acc_t> a, int64_t T) {
 // and grad_x = g s + dp / L from shared memory. One read of g and of x, plus the halo's; one
 // write of grad_x; the bits of the multi-launch plan.
 template <typename scalar_t, typename acc_t, bool kChannelsLast>
-__global__ void tile_backward_kernel(BackwardArgs<scalar_t, acc_t> a, int64_t T) {
+__global__ void __launch_bounds__(kTileThreads, kTileMinBlocks)
+    tile_backward_kernel(BackwardArgs<scalar_t, acc_t> a, int64_t T) {
   ECA_DYNAMIC_SHARED(shared);
   ECA_SHARED(double, totals, [kRowsPerBlock][kSlots]);
   const int64_t C = a.C, L = a.L, pad = (a.k - 1) / 2;

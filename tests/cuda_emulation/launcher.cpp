@@ -241,6 +241,11 @@ int64_t eca_emu_tile_channels(int dtype, int64_t N, int64_t C, int64_t L, int64_
   return T;
 }
 
+// The tile budget the extension computes for a device's shared memory (eca_launch_args.h).
+int64_t eca_emu_tile_budget(int64_t optin_per_block) {
+  return eca_cuda::tile_budget_for(optin_per_block);
+}
+
 // Starts (capture != 0) or ends stream capture: between the two, eca_emu_* calls record their
 // launches instead of running them; starting drops the previous recording.
 void eca_emu_capture(int capture) {
