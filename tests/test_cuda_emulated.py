@@ -17,7 +17,13 @@ import torch
 
 import eca_cuda
 from emulated_cuda import CSRC, MAX_BLOCKS, Emulation, build, compiler
-from helpers import assert_close_to_reference, forward_backward, make_inputs, reference_float64
+from helpers import (
+    assert_close_to_cpu,
+    assert_close_to_reference,
+    forward_backward,
+    make_inputs,
+    reference_float64,
+)
 
 pytestmark = pytest.mark.skipif(compiler() is None, reason="no C++ compiler on this machine")
 
@@ -65,20 +71,6 @@ def bits(t: torch.Tensor) -> torch.Tensor:
 def assert_same_bits(a, b, what):
     for name, u, v in zip(("y", "pooled", "gate", "grad_x", "grad_weight"), a, b):
         assert torch.equal(bits(u), bits(v)), f"{name}: {what}"
-
-
-def assert_close_to_cpu(ours, cpu, name):
-    """Within rounding of the CPU operator's value: a few units in the last place of the
-    output dtype (y, grad_x), or of the accumulation dtype over sums of thousands of terms
-    (pooled, gate, grad_weight), relative to the tensor's largest value."""
-    finite = cpu[cpu.isfinite()]
-    scale = finite.abs().max().item() if finite.numel() else 0.0
-    rtol = torch.finfo(cpu.dtype).eps * (
-        2 if cpu.element_size() == 2 or name in ("y", "grad_x") else 64
-    )
-    torch.testing.assert_close(
-        ours, cpu, rtol=rtol, atol=rtol * scale, equal_nan=True, msg=lambda m: f"{name}: {m}"
-    )
 
 
 @pytest.mark.parametrize("padding_mode", ["zeros", "circular"])

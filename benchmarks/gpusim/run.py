@@ -45,6 +45,9 @@ from tqdm import tqdm
 
 import eca_cuda
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from helpers import assert_close_to_cpu  # noqa: E402  (the emulated kernels' rule)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 RESULTS = HERE.parent / "results"
@@ -153,18 +156,12 @@ def unraw(data: bytes, like: torch.Tensor) -> torch.Tensor:
 
 
 def check(name: str, ours: torch.Tensor, cpu: torch.Tensor) -> str:
-    """ "ok", or what differs: within a few units in the last place of the output dtype (y,
-    grad_x) or of float32 over sums of thousands of terms (pooled, gate, grad_weight),
-    relative to the tensor's largest value, as tests/test_cuda_emulated.py checks the
-    emulated kernels; NaN only where the CPU operator has NaN."""
-    finite = cpu[cpu.isfinite()]
-    scale = finite.abs().max().item() if finite.numel() else 0.0
-    eps = torch.finfo(cpu.dtype).eps
-    rtol = eps * (2 if cpu.element_size() == 2 or name in ("y", "grad_x") else 64)
+    """ "ok", or what differs: the emulated kernels' rule (tests/helpers.py,
+    assert_close_to_cpu: a few units in the last place, NaN only where the CPU has NaN)."""
     try:
-        torch.testing.assert_close(ours, cpu, rtol=rtol, atol=rtol * scale, equal_nan=True)
+        assert_close_to_cpu(ours, cpu, name)
     except AssertionError as error:
-        return f"{name}: " + " ".join(str(error).split())[:200]
+        return " ".join(str(error).split())[:200]
     return "ok"
 
 
