@@ -52,3 +52,37 @@ def test_single_pass_gives_the_multi_launch_bits(
     names += ("tail grad_weight", "grad_pre")
     for name, u, v in zip(names, single, multi):
         assert torch.equal(u, v), name
+
+
+def test_host_threads_launch_tiles_of_different_sizes_together():
+    """Two host threads, each on its own stream, run the single-pass forward on tiles that need
+    different amounts of dynamic shared memory above 48 KiB (the opt-in is per kernel and
+    device, not per launch): every launch succeeds and gives the bits of a launch alone."""
+    import threading
+
+    shapes = [(32, 1024, 14, 14), (32, 1024, 15, 15)]  # tiles of 64 channels: 49 and 56 KiB
+    inputs = [
+        make_inputs(shape, 5, torch.float32, "cuda", "contiguous", torch.float32)[:2]
+        for shape in shapes
+    ]
+    alone = [torch.ops.eca_cuda.eca_forward(x, weight, "zeros")[0] for x, weight in inputs]
+    torch.cuda.synchronize()
+    failures = []
+
+    def launch(x, weight, expected):
+        stream = torch.cuda.Stream()
+        try:
+            with torch.cuda.stream(stream):
+                for _ in range(200):
+                    y = torch.ops.eca_cuda.eca_forward(x, weight, "zeros")[0]
+                    if not torch.equal(y, expected):
+                        failures.append("different bits")
+        except RuntimeError as error:
+            failures.append(str(error))
+
+    threads = [threading.Thread(target=launch, args=(*xw, y)) for xw, y in zip(inputs, alone)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[:3]

@@ -174,6 +174,8 @@ def simulate(
     layer: str,
     dtype_name: str,
     layout: str,
+    tile_budget: int = TILE_BUDGET,
+    logs: Path | None = None,
 ) -> dict:
     dtype = DTYPES[dtype_name]
     (N, C, L, k), files, expected = inputs(case, layer, dtype, layout == "channels_last")
@@ -192,7 +194,7 @@ def simulate(
                 str(C),
                 str(L),
                 str(k),
-                str(TILE_BUDGET),
+                str(tile_budget),
                 str(SMS),
                 str(run_dir),
             ],
@@ -202,6 +204,10 @@ def simulate(
         )
         wall = time.time() - start
         log = proc.stdout + proc.stderr
+        if logs:  # the simulator's own statistics per kernel (stalls, caches, DRAM)
+            logs.mkdir(parents=True, exist_ok=True)
+            tag = re.sub(r"\W+", "-", f"{source}-{case}-{layer}-{dtype_name}-{layout}")
+            (logs / f"{tag}.log").write_text(log)
         if proc.returncode != 0:
             tail = "\n".join(log.splitlines()[-30:])
             raise RuntimeError(
@@ -289,6 +295,15 @@ def main() -> None:
         metavar="GIT_REF",
         help="also run the ECA cases with the kernels of this commit, side by side",
     )
+    parser.add_argument(
+        "--tile-budget",
+        type=int,
+        default=TILE_BUDGET,
+        metavar="BYTES",
+        help=f"the single-pass kernels' shared memory budget (default {TILE_BUDGET}, as the "
+        "extension on sm_86)",
+    )
+    parser.add_argument("--logs", type=Path, metavar="DIR", help="keep each simulation's log here")
     parser.add_argument("--replot", type=Path, metavar="CSV", help="only redraw CSV's plot")
     args = parser.parse_args()
     if args.replot:
@@ -322,7 +337,9 @@ def main() -> None:
     rows = []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = [
-            pool.submit(simulate, exe, source, env, args.gpusim_dir, *job)
+            pool.submit(
+                simulate, exe, source, env, args.gpusim_dir, *job, args.tile_budget, args.logs
+            )
             for exe, source, *job in jobs
         ]
         for future in tqdm(
@@ -346,7 +363,7 @@ def main() -> None:
     config = (
         f"simulated: GPGPU-Sim 4.2 (667834cf, patched) PTX mode, SM86_RTX3070 config "
         f"(46 SMs, 4 MB L2 flushed per kernel, launch latency 0); kernels compute_80 PTX "
-        f"from nvcc {simulator.nvcc_version()}; tile budget {TILE_BUDGET} B"
+        f"from nvcc {simulator.nvcc_version()}; tile budget {args.tile_budget} B"
     )
     host = f"{cpu_name()}, torch {torch.__version__}, eca_cuda {eca_cuda.__version__}"
     frame.insert(0, "host", host)

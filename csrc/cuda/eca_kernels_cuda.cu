@@ -35,11 +35,22 @@ struct StreamLauncher {
                   Args... args) {
     if (result.error != cudaSuccess) return;
     if (config.shared_bytes > 48 * 1024) {
-      // Above 48 KiB a kernel must opt in, per device; cheap beside the launch itself.
-      const cudaError_t error =
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(config.shared_bytes));
+      // Above 48 KiB a kernel must opt in, per device. Every launch opts in to the same size,
+      // the most a tile plan asks on this device (tile_budget_for its limit): a size per call
+      // let one host thread lower another's between that thread's opt-in and its launch.
+      int device = 0, optin = 0;
+      cudaError_t error = cudaGetDevice(&device);
+      if (error == cudaSuccess) {
+        error = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+      }
+      const int64_t most = tile_budget_for(optin);
+      if (error == cudaSuccess && config.shared_bytes > most) error = cudaErrorInvalidValue;
+      if (error == cudaSuccess) {
+        error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(most));
+      }
       if (error != cudaSuccess) {
+        (void)cudaGetLastError();  // reported here, not left for the next launch's check
         result = {error, name};
         return;
       }

@@ -54,10 +54,21 @@ __device__ __forceinline__ bool tile_packs(const scalar_t* p, int64_t Tn, int64_
 
 // Offset from the tile's first element in device memory of tile element e: (t, l) stored at
 // e = t * L + l (channels first, the tile is contiguous) or e = l * Tn + t (channels last).
+// A tile fits in shared memory, so e and Tn fit in 32 bits: one 32-bit division, where a
+// 64-bit one is a long instruction sequence per pack.
 template <bool kChannelsLast>
 __device__ __forceinline__ int64_t tile_offset(int64_t e, int64_t Tn, int64_t C) {
-  return kChannelsLast ? (e / Tn) * C + e % Tn : e;
+  if constexpr (kChannelsLast) {
+    const int64_t row = uint32_t(e) / uint32_t(Tn);
+    return row * C + (e - row * Tn);
+  } else {
+    return e;
+  }
 }
+
+// 16-byte packs a thread loads before it stores any, in the tile loops: an SM holds one or two
+// tile blocks, so one load in flight per thread leaves most of device memory's latency bare.
+constexpr int kTileBatch = 4;
 
 // The pooled value of channel src, from the window's means (window channel j is channel
 // first + j, wrapped), for channel_conv_at.
@@ -97,16 +108,30 @@ __device__ __forceinline__ void load_tile(scalar_t* tile, const scalar_t* src, c
   if (tile_packs<scalar_t, kChannelsLast>(src, Tn, C, L) &&
       (!mask || (tile_packs<scalar_t, kChannelsLast>(mask, Tn, C, L) &&
                  tile_packs<scalar_t, kChannelsLast>(masked, Tn, C, L)))) {
-    for (int64_t q = tid; q < count / kSize; q += kTileThreads) {
-      const int64_t offset = tile_offset<kChannelsLast>(q * kSize, Tn, C);
-      Pack v = *reinterpret_cast<const Pack*>(src + offset);
-      if (mask) {
-        const Pack m = *reinterpret_cast<const Pack*>(mask + offset);
+    const int64_t packs = count / kSize;
+    for (int64_t q0 = tid; q0 < packs; q0 += kTileBatch * kTileThreads) {
+      Pack v[kTileBatch], m[kTileBatch];
+      int64_t offset[kTileBatch];
 #pragma unroll
-        for (int i = 0; i < kSize; ++i) v.v[i] = relu_backward<acc_t>(v.v[i], m.v[i]);
-        *reinterpret_cast<Pack*>(masked + offset) = v;
+      for (int b = 0; b < kTileBatch; ++b) {  // every load first
+        const int64_t q = q0 + b * kTileThreads;
+        offset[b] = tile_offset<kChannelsLast>(q * kSize, Tn, C);
+        if (q < packs) {
+          v[b] = *reinterpret_cast<const Pack*>(src + offset[b]);
+          if (mask) m[b] = *reinterpret_cast<const Pack*>(mask + offset[b]);
+        }
       }
-      reinterpret_cast<Pack*>(tile)[q] = v;
+#pragma unroll
+      for (int b = 0; b < kTileBatch; ++b) {
+        const int64_t q = q0 + b * kTileThreads;
+        if (q >= packs) break;
+        if (mask) {
+#pragma unroll
+          for (int i = 0; i < kSize; ++i) v[b].v[i] = relu_backward<acc_t>(v[b].v[i], m[b].v[i]);
+          *reinterpret_cast<Pack*>(masked + offset[b]) = v[b];
+        }
+        reinterpret_cast<Pack*>(tile)[q] = v[b];
+      }
     }
     if (!kChannelsLast) {  // the elements past the last pack (channels last has none)
       for (int64_t e = count / kSize * kSize + tid; e < count; e += kTileThreads) one(e, e);
@@ -118,34 +143,75 @@ __device__ __forceinline__ void load_tile(scalar_t* tile, const scalar_t* src, c
   }
 }
 
-// One slot's total in the canonical order (eca_reduce.cuh): each chunk's acc_t sum over l =
-// slot, slot + kSlots, ... (sum_l a, or with kProduct sum_l a * b), the chunks' sums added in
-// double. Element l of a is a[l * a_stride], masked by mask[l * stride] where mask is given;
-// of b, b[l * stride].
-template <bool kProduct, typename scalar_t, typename acc_t>
-__device__ __forceinline__ double slot_total(const scalar_t* a, int64_t a_stride,
-                                             const scalar_t* mask, const scalar_t* b,
-                                             int64_t stride, int64_t slot, int64_t L) {
-  double total = 0;
+// How many elements of each array a thread's spatial sums load before adding them, as slots
+// summed together (channels last: kSumSlots of the thread's 8) and rounds of a slot
+// (channels first: kSumRounds of its 2 slots): fewer for the backward's sum_l g x, whose g, x
+// and ReLU mask all take registers, and fewer still in double (more spill at the launch
+// bounds' 128 registers a thread).
+template <bool kProduct, typename scalar_t>
+constexpr int kSumSlots = !kProduct              ? 8
+                          : sizeof(scalar_t) > 4 ? 2
+                                                 : 4;
+template <bool kProduct>
+constexpr int kSumRounds = kProduct ? 2 : 4;
+
+// The totals of kS slots slot0 + s * kSlotStep (s < kS) of one channel, each in the
+// canonical order (eca_reduce.cuh): each chunk's acc_t sum over l = slot, slot + kSlots, ...
+// (sum_l a, or with kProduct sum_l a * b), the chunks' sums added in double. Element l of a is
+// a[l * a_stride], masked by mask[l * stride] where mask is given; of b, b[l * stride]. A
+// thread issues the loads of kRounds x kS elements before it adds any of them, so that many
+// are in flight (one at a time, each load's latency was paid in turn: findings 1 and 3 of
+// docs/cuda-kernels.md); the additions are the same, in the same order.
+template <bool kProduct, int kS, int kSlotStep, int kRounds, typename scalar_t, typename acc_t>
+__device__ __forceinline__ void slot_totals(const scalar_t* a, int64_t a_stride,
+                                            const scalar_t* mask, const scalar_t* b, int64_t stride,
+                                            int64_t slot0, int64_t L, double (&total)[kS]) {
+  static_assert(kS * kSlotStep <= kSlots, "the slots of one round");
+#pragma unroll
+  for (int s = 0; s < kS; ++s) total[s] = 0;
   for (int64_t l0 = 0; l0 < L; l0 += kSumChunk) {
     const int64_t end = min(L, l0 + kSumChunk);
-    acc_t sum = acc_t(0);
-    for (int64_t l = l0 + slot; l < end; l += kSlots) {
-      scalar_t v = a[l * a_stride];
-      if (mask) v = relu_backward<acc_t>(v, mask[l * stride]);
-      if constexpr (kProduct) {  // add_term's fma(a, b, sum)
-        sum = fma(acc_t(v), acc_t(b[l * stride]), sum);
-      } else {
-        sum = sum + acc_t(v);
+    acc_t sum[kS];
+#pragma unroll
+    for (int s = 0; s < kS; ++s) sum[s] = acc_t(0);
+    for (int64_t base = l0 + slot0; base < end; base += kRounds * kSlots) {
+      scalar_t va[kRounds][kS], vm[kRounds][kS], vb[kRounds][kS];
+#pragma unroll
+      for (int r = 0; r < kRounds; ++r) {
+#pragma unroll
+        for (int s = 0; s < kS; ++s) {
+          const int64_t l = base + r * kSlots + s * kSlotStep;
+          va[r][s] = vm[r][s] = vb[r][s] = scalar_t(0);
+          if (l < end) {
+            va[r][s] = a[l * a_stride];
+            if (mask) vm[r][s] = mask[l * stride];
+            if constexpr (kProduct) vb[r][s] = b[l * stride];
+          }
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < kRounds; ++r) {  // each slot's elements in increasing l
+#pragma unroll
+        for (int s = 0; s < kS; ++s) {
+          if (base + r * kSlots + s * kSlotStep < end) {
+            const scalar_t v = mask ? relu_backward<acc_t>(va[r][s], vm[r][s]) : va[r][s];
+            if constexpr (kProduct) {  // add_term's fma(a, b, sum)
+              sum[s] = fma(acc_t(v), acc_t(vb[r][s]), sum[s]);
+            } else {
+              sum[s] = sum[s] + acc_t(v);
+            }
+          }
+        }
       }
     }
-    total += double(sum);
+#pragma unroll
+    for (int s = 0; s < kS; ++s) total[s] += double(sum[s]);
   }
-  return total;
 }
 
 // window_sums for the channels-last layout, as reduce_columns_kernel sums: kTileC window
-// channels at a time, a warp's lanes on consecutive channels of one row (so the tile's rows
+// channels at a time (the tile's, then the halo's), a warp's lanes on consecutive channels of
+// one row (so the tile's rows
 // are read without bank conflicts, and the halo's and x's in whole sectors), thread (lane, ty)
 // owning slots ty + kTileL * m of its channel; the same additions in the same order as the
 // channels-first mapping (reduce_columns_kernel's bits are reduce_rows_kernel's). `partial`
@@ -160,36 +226,48 @@ __device__ __forceinline__ void window_sums_columns(const scalar_t* tile, const 
   static_assert(kTileC * kTileL == kTileThreads, "a thread per (channel, row) of the block");
   const int tid = threadIdx.x + kSlots * threadIdx.y;
   const int lane = tid % kTileC, ty = tid / kTileC;  // a warp: kTileC channels of one row
-  for (int64_t j0 = 0; j0 < window; j0 += kTileC) {
-    const int64_t j = j0 + lane, t = j - lead;
-    const bool in_tile = j < window && t >= 0 && t < Tn;
-    const int64_t channel = in_tile ? c0 + t : j < window ? halo_channel(c0, t, C, mode) : -1;
+  for (int64_t i0 = 0; i0 < window; i0 += kTileC) {
+    // Lane i of the window takes the tile's channels first, from the tile's own first (so a
+    // warp's row of x starts where the tile does, on a sector or line boundary), then the
+    // halo's, together in the last group: one group, not two, waits on device memory in the
+    // forward, and the backward's rows of x touch one 128-byte line, not two.
+    const int64_t i = i0 + lane, h = i - Tn;  // h: the halo's i, left side first
+    const int64_t j = i < Tn ? i + lead : h < lead ? h : Tn + h, t = j - lead;
+    const bool in_tile = i < Tn;
+    const int64_t channel = in_tile ? c0 + t : i < window ? halo_channel(c0, t, C, mode) : -1;
     const int64_t c = channel < 0 ? 0 : channel;  // an address only; padding reads nothing
     const scalar_t* src = in_tile ? tile + t : a_global + c;
     const int64_t stride = in_tile ? Tn : C;
     const scalar_t* other = kProduct ? b_global + c : src;
     const scalar_t* mask = mask_global && !in_tile ? mask_global + c : nullptr;
-    // One slot at a time, so that a thread keeps one sum live, not kSlotsPerThread.
-    const auto total = [&](int m) {
-      return channel < 0 ? 0.0
-                         : slot_total<kProduct, scalar_t, acc_t>(src, stride, mask, other, C,
-                                                                 ty + kTileL * m, L);
-    };
+    double s[kSlotsPerThread];  // slots ty + kTileL * m
+    static_assert(kSlotsPerThread % kSumSlots<kProduct, scalar_t> == 0);
+#pragma unroll
+    for (int m0 = 0; m0 < kSlotsPerThread; m0 += kSumSlots<kProduct, scalar_t>) {
+      double part[kSumSlots<kProduct, scalar_t>];
+      if (channel >= 0) {
+        slot_totals<kProduct, kSumSlots<kProduct, scalar_t>, kTileL, 1, scalar_t, acc_t>(
+            src, stride, mask, other, C, ty + kTileL * m0, L, part);
+      }
+#pragma unroll
+      for (int m = 0; m < kSumSlots<kProduct, scalar_t>; ++m) {
+        s[m0 + m] = channel >= 0 ? part[m] : 0.0;
+      }
+    }
     static_assert(kSlotsPerThread == 8, "the tree below");
-    // Tree steps w = 32, 16, 8 over this thread's slots (slot + w = ty + kTileL * (m + w / 8)):
-    // u_m = t_m + t_m+4, then u_0 + u_2 and u_1 + u_3, then their sum; as few doubles live.
-    const double v0 = (total(0) + total(4)) + (total(2) + total(6));
-    const double v1 = (total(1) + total(5)) + (total(3) + total(7));
+    // Tree steps w = 32, 16, 8 over this thread's slots (slot + w = ty + kTileL * (m + w / 8)).
+    const double v0 = (s[0] + s[4]) + (s[2] + s[6]);
+    const double v1 = (s[1] + s[5]) + (s[3] + s[7]);
     partial[ty][lane] = v0 + v1;  // slot ty's value after w = 8
     __syncthreads();
-    if (ty == 0 && j < window) {  // w = 4, 2, 1 across the threads of the channel
+    if (ty == 0 && i < window) {  // w = 4, 2, 1 across the threads of the channel
       double p[kTileL];
 #pragma unroll
-      for (int i = 0; i < kTileL; ++i) p[i] = partial[i][lane];
+      for (int y = 0; y < kTileL; ++y) p[y] = partial[y][lane];
 #pragma unroll
       for (int w = kTileL / 2; w >= 1; w /= 2) {
 #pragma unroll
-        for (int i = 0; i < w; ++i) p[i] += p[i + w];
+        for (int y = 0; y < w; ++y) p[y] += p[y + w];
       }
       store(j, channel, acc_t(p[0]));
     }
@@ -231,8 +309,10 @@ __device__ __forceinline__ void window_sums(const scalar_t* tile, const scalar_t
       const scalar_t* mask = mask_global && !in_tile ? mask_global + c * L : nullptr;
       double v = 0;
       if (channel >= 0) {
-        v = slot_total<kProduct, scalar_t, acc_t>(src, 1, mask, other, 1, lane, L) +
-            slot_total<kProduct, scalar_t, acc_t>(src, 1, mask, other, 1, lane + 32, L);
+        double t[2];  // slots lane and lane + 32
+        slot_totals<kProduct, 2, 32, kSumRounds<kProduct>, scalar_t, acc_t>(src, 1, mask, other, 1,
+                                                                            lane, L, t);
+        v = t[0] + t[1];
       }
       for (int w = 16; w >= 1; w /= 2) v += __shfl_down_sync(0xffffffffu, v, w);
       if (lane == 0) store(j, channel, acc_t(v));
@@ -253,18 +333,35 @@ __device__ __forceinline__ void store_tile(scalar_t* out, const scalar_t* tile,
   const int64_t count = Tn * L;
   if (tile_packs<scalar_t, kChannelsLast>(out, Tn, C, L) &&
       (!residual || tile_packs<scalar_t, kChannelsLast>(residual, Tn, C, L))) {
-    for (int64_t q = tid; q < count / kSize; q += kTileThreads) {
-      const int64_t e = q * kSize, offset = tile_offset<kChannelsLast>(e, Tn, C);
-      const int64_t t = kChannelsLast ? e % Tn : e / L;
-      const int64_t l = kChannelsLast ? 0 : e - t * L;
-      const Pack in = reinterpret_cast<const Pack*>(tile)[q];
-      const Pack res = residual ? *reinterpret_cast<const Pack*>(residual + offset) : in;
-      Pack o;
+    const int64_t packs = count / kSize;
+    for (int64_t q0 = tid; q0 < packs; q0 += kTileBatch * kTileThreads) {
+      Pack res[kTileBatch];  // read only with a residual, every load first
+      if (residual) {
 #pragma unroll
-      for (int m = 0; m < kSize; ++m) {
-        o.v[m] = op(in.v[m], kChannelsLast ? t + m : t + (l + m >= L), res.v[m]);
+        for (int b = 0; b < kTileBatch; ++b) {
+          const int64_t q = q0 + b * kTileThreads;
+          if (q < packs) {
+            res[b] = *reinterpret_cast<const Pack*>(residual +
+                                                    tile_offset<kChannelsLast>(q * kSize, Tn, C));
+          }
+        }
       }
-      *reinterpret_cast<Pack*>(out + offset) = o;
+#pragma unroll
+      for (int b = 0; b < kTileBatch; ++b) {
+        const int64_t q = q0 + b * kTileThreads;
+        if (q >= packs) break;
+        // 32-bit, as tile_offset: e < Tn * L fits
+        const int e = int(q * kSize), t = kChannelsLast ? e % int(Tn) : e / int(L);
+        const int l = kChannelsLast ? 0 : e - t * int(L);
+        const Pack in = reinterpret_cast<const Pack*>(tile)[q];
+        Pack o;
+#pragma unroll
+        for (int m = 0; m < kSize; ++m) {
+          o.v[m] = op(in.v[m], kChannelsLast ? t + m : t + (l + m >= L),
+                      residual ? res[b].v[m] : in.v[m]);
+        }
+        *reinterpret_cast<Pack*>(out + tile_offset<kChannelsLast>(e, Tn, C)) = o;
+      }
     }
     if (!kChannelsLast) {
       for (int64_t e = count / kSize * kSize + tid; e < count; e += kTileThreads) {
