@@ -25,8 +25,9 @@ constexpr int64_t kTileOverhead = 4096;
 // memory (cudaDevAttrMaxSharedMemoryPerBlockOptin): at most kTileBudget, and small enough
 // that a block fits. Two blocks of it share an SM of 228 KiB (H100, H200); on an A100, sm_86,
 // sm_89 or a T4 the wider tiles hold one block an SM. A cap at half an SM (two blocks
-// everywhere) was measured in the GPU simulator on sm_86: contiguous 9-29% fewer cycles,
-// channels_last 1.3-2.6x more (its window sums cost per block), so it waits for those.
+// everywhere) was measured in the GPU simulator on sm_86 with earlier kernels: contiguous
+// 9-29% fewer cycles, channels_last 1.3-2.6x more (its halo's sums then waited on device
+// memory once per load, a cost per block); it is to be measured again.
 inline int64_t tile_budget_for(int64_t optin_per_block) {
   return std::max<int64_t>(0, std::min(kTileBudget, optin_per_block - kTileOverhead));
 }
