@@ -116,11 +116,12 @@ def test_packed_rescale_moves_128_bits(resources):
 @pytest.mark.parametrize("kernel", ["tile_forward_kernel", "tile_backward_kernel"])
 def test_single_pass_kernels_move_128_bits(resources, kernel):
     """The tile kernels load their tile into shared memory and store their output in 16-byte
-    packs."""
+    packs, without allocating L1 lines (.NA: ld/st.global.L1::no_allocate) for data they
+    touch once."""
     tiles = sass_of(kernel)
     assert len(tiles) == len(eca_cuda.cuda_archs()) * 8
     for body in tiles:
         name = demangle([body.split("\n", 1)[0].strip()])[0]
-        assert re.search(r"LDG\.E\.128", body), f"{name}: no 128-bit global load"
-        assert re.search(r"STG\.E\.128", body), f"{name}: no 128-bit global store"
+        assert re.search(r"LDG\.E\.NA\.128", body), f"{name}: no 128-bit no-allocate load"
+        assert re.search(r"STG\.E\.NA\.128", body), f"{name}: no 128-bit no-allocate store"
         assert re.search(r"STS\.128", body), f"{name}: no 128-bit shared store"

@@ -46,6 +46,8 @@ PTX = """//
 \t@%p1 add.s64 \t%rd6, %rd2, 8589934592;
 \tst.global.u64 \t[%rd3+8], %rd5;
 \tst.global.u64 \t[%rd3+16], %rd6;
+\tld.global.L1::no_allocate.v4.u32 \t{%r1, %r2, %r3, %r1}, [%rd3+32];
+\tst.global.L1::no_allocate.u16 \t[%rd3+48], %rs2;
 \tret;
 }
 """
@@ -63,6 +65,9 @@ def test_fix_ptx_rewrites_what_the_simulator_misreads(tmp_path):
     assert "4616189618054758400" not in out and "8589934592" not in out
     assert "mov.b32 %fxl, 0x00000000; mov.b32 %fxh, 0xBFF00000;" in out
     assert "@%p1 add.s64 \t%rd6, %rd2, %fx64;" in out or "@%p1 add.s64 %rd6, %rd2, %fx64;" in out
+    # The eviction-priority qualifier the parser does not know, as the L1 bypass it simulates.
+    assert "L1::no_allocate" not in out
+    assert "ld.global.cg.v4.u32" in out and "st.global.cg.u16" in out
     ptxas = shutil.which("ptxas") or (
         shutil.which("nvcc") and str(Path(shutil.which("nvcc")).resolve().parent / "ptxas")
     )

@@ -68,13 +68,14 @@ if [ ! -f "$CUDA118/.done" ]; then
   ln -sf libcudart.so.11.0 "$CUDA118/lib64/libcudart.so"
   cp "$OUT"/wheels/x/nvidia/cu13/bin/cuobjdump "$CUDA118/bin/cuobjdump.real"
   chmod +x "$CUDA118/bin/cuobjdump.real"
-  cp "$HERE/toolchain/fix_ptx.py" "$CUDA118/bin/"
-  for tool in nvcc ptxas cuobjdump; do
-    cp "$HERE/toolchain/$tool.sh" "$CUDA118/bin/$tool" && chmod +x "$CUDA118/bin/$tool"
-  done
   rm -rf "$OUT/wheels/x"
   touch "$CUDA118/.done"
 fi
+# The wrappers and the PTX rewrites, on every build: they change with the kernels' PTX.
+cp "$HERE/toolchain/fix_ptx.py" "$CUDA118/bin/"
+for tool in nvcc ptxas cuobjdump; do
+  cp "$HERE/toolchain/$tool.sh" "$CUDA118/bin/$tool" && chmod +x "$CUDA118/bin/$tool"
+done
 
 # The environment of the build and of every run: the simulator's own setup script, then the
 # variables the wrappers read.

@@ -40,10 +40,14 @@ struct SimLauncher {
   }
 };
 
-// The baselines: grid-stride loops over 16-byte packs, as many blocks as the ECA kernels may use.
+// The baselines: grid-stride loops over 16-byte packs, as many blocks as the ECA kernels may use,
+// with the tile kernels' accesses (load_once, store_once: no L1 allocation), so that both sides
+// take the same path through the memory system.
 __global__ void copy16_kernel(const uint4* __restrict__ x, uint4* __restrict__ y, int64_t n) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) y[i] = x[i];
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    eca_cuda::store_once(y + i, eca_cuda::load_once(x + i));
+  }
 }
 
 template <typename scalar_t>
@@ -52,13 +56,13 @@ __global__ void add16_kernel(const uint4* __restrict__ a, const uint4* __restric
   constexpr int kPer = 16 / sizeof(scalar_t);
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    uint4 u = a[i], v = b[i], w;
+    uint4 u = eca_cuda::load_once(a + i), v = eca_cuda::load_once(b + i), w;
     const scalar_t* p = reinterpret_cast<const scalar_t*>(&u);
     const scalar_t* q = reinterpret_cast<const scalar_t*>(&v);
     scalar_t* r = reinterpret_cast<scalar_t*>(&w);
 #pragma unroll
     for (int j = 0; j < kPer; ++j) r[j] = scalar_t(float(p[j]) + float(q[j]));
-    y[i] = w;
+    eca_cuda::store_once(y + i, w);
   }
 }
 

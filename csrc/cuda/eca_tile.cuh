@@ -98,10 +98,10 @@ __device__ __forceinline__ void load_tile(scalar_t* tile, const scalar_t* src, c
   constexpr int64_t kSize = Pack::kSize;
   const int64_t count = Tn * L;
   const auto one = [&](int64_t e, int64_t offset) {
-    scalar_t v = src[offset];
+    scalar_t v = load_once(src + offset);
     if (mask) {
-      v = relu_backward<acc_t>(v, mask[offset]);
-      masked[offset] = v;
+      v = relu_backward<acc_t>(v, load_once(mask + offset));
+      store_once(masked + offset, v);
     }
     tile[e] = v;
   };
@@ -117,8 +117,8 @@ __device__ __forceinline__ void load_tile(scalar_t* tile, const scalar_t* src, c
         const int64_t q = q0 + b * kTileThreads;
         offset[b] = tile_offset<kChannelsLast>(q * kSize, Tn, C);
         if (q < packs) {
-          v[b] = *reinterpret_cast<const Pack*>(src + offset[b]);
-          if (mask) m[b] = *reinterpret_cast<const Pack*>(mask + offset[b]);
+          v[b] = load_once(reinterpret_cast<const Pack*>(src + offset[b]));
+          if (mask) m[b] = load_once(reinterpret_cast<const Pack*>(mask + offset[b]));
         }
       }
 #pragma unroll
@@ -128,7 +128,7 @@ __device__ __forceinline__ void load_tile(scalar_t* tile, const scalar_t* src, c
         if (mask) {
 #pragma unroll
           for (int i = 0; i < kSize; ++i) v[b].v[i] = relu_backward<acc_t>(v[b].v[i], m[b].v[i]);
-          *reinterpret_cast<Pack*>(masked + offset[b]) = v[b];
+          store_once(reinterpret_cast<Pack*>(masked + offset[b]), v[b]);
         }
         reinterpret_cast<Pack*>(tile)[q] = v[b];
       }
@@ -158,11 +158,15 @@ constexpr int kSumRounds = kProduct ? 2 : 4;
 // The totals of kS slots slot0 + s * kSlotStep (s < kS) of one channel, each in the
 // canonical order (eca_reduce.cuh): each chunk's acc_t sum over l = slot, slot + kSlots, ...
 // (sum_l a, or with kProduct sum_l a * b), the chunks' sums added in double. Element l of a is
-// a[l * a_stride], masked by mask[l * stride] where mask is given; of b, b[l * stride]. A
+// a[l * a_stride] (kHalo: in device memory, else in the shared tile), masked by
+// mask[l * stride] where mask is given; of b, b[l * stride], in device memory. kHalo's loads
+// do not allocate L1 lines (load_once); the tile's b (the backward's x) is a plain load, as
+// with the hint the channels_last backward spills at the launch bounds' 128 registers. A
 // thread issues the loads of kRounds x kS elements before it adds any of them, so that many
 // are in flight (one at a time, each load's latency was paid in turn: findings 1 and 3 of
 // docs/cuda-kernels.md); the additions are the same, in the same order.
-template <bool kProduct, int kS, int kSlotStep, int kRounds, typename scalar_t, typename acc_t>
+template <bool kProduct, int kS, int kSlotStep, int kRounds, bool kHalo, typename scalar_t,
+          typename acc_t>
 __device__ __forceinline__ void slot_totals(const scalar_t* a, int64_t a_stride,
                                             const scalar_t* mask, const scalar_t* b, int64_t stride,
                                             int64_t slot0, int64_t L, double (&total)[kS]) {
@@ -183,9 +187,9 @@ __device__ __forceinline__ void slot_totals(const scalar_t* a, int64_t a_stride,
           const int64_t l = base + r * kSlots + s * kSlotStep;
           va[r][s] = vm[r][s] = vb[r][s] = scalar_t(0);
           if (l < end) {
-            va[r][s] = a[l * a_stride];
-            if (mask) vm[r][s] = mask[l * stride];
-            if constexpr (kProduct) vb[r][s] = b[l * stride];
+            va[r][s] = kHalo ? load_once(a + l * a_stride) : a[l * a_stride];
+            if (mask) vm[r][s] = load_once(mask + l * stride);
+            if constexpr (kProduct) vb[r][s] = kHalo ? load_once(b + l * stride) : b[l * stride];
           }
         }
       }
@@ -236,23 +240,34 @@ __device__ __forceinline__ void window_sums_columns(const scalar_t* tile, const 
     const bool in_tile = i < Tn;
     const int64_t channel = in_tile ? c0 + t : i < window ? halo_channel(c0, t, C, mode) : -1;
     const int64_t c = channel < 0 ? 0 : channel;  // an address only; padding reads nothing
-    const scalar_t* src = in_tile ? tile + t : a_global + c;
-    const int64_t stride = in_tile ? Tn : C;
-    const scalar_t* other = kProduct ? b_global + c : src;
-    const scalar_t* mask = mask_global && !in_tile ? mask_global + c : nullptr;
+    const scalar_t* b = kProduct ? b_global + c : nullptr;
+    const scalar_t* mask = mask_global ? mask_global + c : nullptr;  // the halo's only
+    constexpr int kS = kSumSlots<kProduct, scalar_t>;
     double s[kSlotsPerThread];  // slots ty + kTileL * m
-    static_assert(kSlotsPerThread % kSumSlots<kProduct, scalar_t> == 0);
+    static_assert(kSlotsPerThread % kS == 0);
 #pragma unroll
-    for (int m0 = 0; m0 < kSlotsPerThread; m0 += kSumSlots<kProduct, scalar_t>) {
-      double part[kSumSlots<kProduct, scalar_t>];
-      if (channel >= 0) {
-        slot_totals<kProduct, kSumSlots<kProduct, scalar_t>, kTileL, 1, scalar_t, acc_t>(
-            src, stride, mask, other, C, ty + kTileL * m0, L, part);
+    for (int m0 = 0; m0 < kSlotsPerThread; m0 += kS) {
+      double part[kS];
+      // Two instantiations, so the tile's reads are shared-memory loads and the halo's device
+      // memory loads without L1 allocation (a warp takes both only where Tn % 32 != 0).
+      if (in_tile) {
+        slot_totals<kProduct, kS, kTileL, 1, false, scalar_t, acc_t>(tile + t, Tn, nullptr, b, C,
+                                                                     ty + kTileL * m0, L, part);
+      } else if (channel >= 0) {
+        // The backward's halo loads g, its ReLU mask and x: one slot at a time, as more spill
+        // at the launch bounds' registers (same sums: the slots are independent).
+        constexpr int kH = kProduct ? 1 : kS;
+#pragma unroll
+        for (int h = 0; h < kS; h += kH) {
+          double part_h[kH];
+          slot_totals<kProduct, kH, kTileL, 1, true, scalar_t, acc_t>(
+              a_global + c, C, mask, b, C, ty + kTileL * (m0 + h), L, part_h);
+#pragma unroll
+          for (int m = 0; m < kH; ++m) part[h + m] = part_h[m];
+        }
       }
 #pragma unroll
-      for (int m = 0; m < kSumSlots<kProduct, scalar_t>; ++m) {
-        s[m0 + m] = channel >= 0 ? part[m] : 0.0;
-      }
+      for (int m = 0; m < kS; ++m) s[m0 + m] = channel >= 0 ? part[m] : 0.0;
     }
     static_assert(kSlotsPerThread == 8, "the tree below");
     // Tree steps w = 32, 16, 8 over this thread's slots (slot + w = ty + kTileL * (m + w / 8)).
@@ -304,15 +319,17 @@ __device__ __forceinline__ void window_sums(const scalar_t* tile, const scalar_t
       const bool in_tile = t >= 0 && t < Tn;
       const int64_t channel = in_tile ? c0 + t : halo_channel(c0, t, C, mode);
       const int64_t c = channel < 0 ? 0 : channel;  // an address only; padding reads nothing
-      const scalar_t* src = in_tile ? tile + t * L : a_global + c * L;
-      const scalar_t* other = kProduct ? b_global + c * L : src;
-      const scalar_t* mask = mask_global && !in_tile ? mask_global + c * L : nullptr;
-      double v = 0;
-      if (channel >= 0) {
-        double t[2];  // slots lane and lane + 32
-        slot_totals<kProduct, 2, 32, kSumRounds<kProduct>, scalar_t, acc_t>(src, 1, mask, other, 1,
-                                                                            lane, L, t);
-        v = t[0] + t[1];
+      const scalar_t* b = kProduct ? b_global + c * L : nullptr;
+      double v = 0, s[2];  // slots lane and lane + 32
+      constexpr int kR = kSumRounds<kProduct>;
+      if (in_tile) {  // the same for the warp
+        slot_totals<kProduct, 2, 32, kR, false, scalar_t, acc_t>(tile + t * L, 1, nullptr, b, 1,
+                                                                 lane, L, s);
+        v = s[0] + s[1];
+      } else if (channel >= 0) {  // the halo: half the rounds at once, as in the columns' sums
+        slot_totals<kProduct, 2, 32, kProduct ? kR / 2 : kR, true, scalar_t, acc_t>(
+            a_global + c * L, 1, mask_global ? mask_global + c * L : nullptr, b, 1, lane, L, s);
+        v = s[0] + s[1];
       }
       for (int w = 16; w >= 1; w /= 2) v += __shfl_down_sync(0xffffffffu, v, w);
       if (lane == 0) store(j, channel, acc_t(v));
@@ -336,14 +353,13 @@ __device__ __forceinline__ void store_tile(scalar_t* out, const scalar_t* tile,
     const int64_t packs = count / kSize;
     for (int64_t q0 = tid; q0 < packs; q0 += kTileBatch * kTileThreads) {
       Pack res[kTileBatch];  // read only with a residual, every load first
-      if (residual) {
+      int64_t offset[kTileBatch];
 #pragma unroll
-        for (int b = 0; b < kTileBatch; ++b) {
-          const int64_t q = q0 + b * kTileThreads;
-          if (q < packs) {
-            res[b] = *reinterpret_cast<const Pack*>(residual +
-                                                    tile_offset<kChannelsLast>(q * kSize, Tn, C));
-          }
+      for (int b = 0; b < kTileBatch; ++b) {
+        const int64_t q = q0 + b * kTileThreads;
+        offset[b] = tile_offset<kChannelsLast>(q * kSize, Tn, C);
+        if (residual && q < packs) {
+          res[b] = load_once(reinterpret_cast<const Pack*>(residual + offset[b]));
         }
       }
 #pragma unroll
@@ -360,19 +376,19 @@ __device__ __forceinline__ void store_tile(scalar_t* out, const scalar_t* tile,
           o.v[m] = op(in.v[m], kChannelsLast ? t + m : t + (l + m >= L),
                       residual ? res[b].v[m] : in.v[m]);
         }
-        *reinterpret_cast<Pack*>(out + tile_offset<kChannelsLast>(e, Tn, C)) = o;
+        store_once(reinterpret_cast<Pack*>(out + offset[b]), o);
       }
     }
     if (!kChannelsLast) {
       for (int64_t e = count / kSize * kSize + tid; e < count; e += kTileThreads) {
-        out[e] = op(tile[e], e / L, residual ? residual[e] : tile[e]);
+        store_once(out + e, op(tile[e], e / L, residual ? load_once(residual + e) : tile[e]));
       }
     }
   } else {
     for (int64_t e = tid; e < count; e += kTileThreads) {
       const int64_t offset = tile_offset<kChannelsLast>(e, Tn, C);
-      out[offset] =
-          op(tile[e], kChannelsLast ? e % Tn : e / L, residual ? residual[offset] : tile[e]);
+      store_once(out + offset, op(tile[e], kChannelsLast ? e % Tn : e / L,
+                                  residual ? load_once(residual + offset) : tile[e]));
     }
   }
 }

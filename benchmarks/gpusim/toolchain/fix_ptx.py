@@ -7,6 +7,10 @@
   32-bit division path); that idiom becomes `shr.u64 t, x, 32`, which tests the same. Any
   other instruction with an immediate outside 32 bits (`mov.u64 d, -4616189618054758400`, a
   double's bits) gets it from a 64-bit register built of two 32-bit hex halves.
+- `ld.global.L1::no_allocate` / `st.global.L1::no_allocate` (the tile kernels' accesses of data
+  they touch once, eca_device.cuh), whose eviction-priority qualifier the parser does not
+  know, as `.cg`: cached in L2, not L1, which is what GPGPU-Sim does with `.cg` (shader.cc
+  bypasses L1D) and what no_allocate does for data read or written once.
 
 Usage: fix_ptx.py FILE.ptx (called by the cuobjdump wrapper on each extracted file).
 """
@@ -61,12 +65,13 @@ def main(path: str) -> None:
         s,
         flags=re.M,
     )
+    s, n5 = re.subn(r"\b(ld|st)\.global\.L1::no_allocate\b", r"\1.global.cg", s)
     left = len(re.findall(r"[ ,]-?\d{10,}", s))
     with open(path, "w") as f:
         f.write(s)
     sys.stderr.write(
         f"fix_ptx: {path}: {n1} bf16->f32, {n2} f32->bf16, {n3} 64-bit mask idioms, "
-        f"{n4} 64-bit immediates rewritten; "
+        f"{n4} 64-bit immediates, {n5} L1::no_allocate accesses rewritten; "
         f"{left} long immediates left\n"
     )
 
