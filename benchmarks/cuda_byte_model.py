@@ -74,6 +74,12 @@ def tile_budget(device: Device) -> int:
     return max(0, min(TILE_BUDGET, device.optin_per_block - TILE_OVERHEAD))
 
 
+def pair_budget(device: Device) -> int:
+    """``pair_budget_for`` of ``csrc/cuda/eca_launch_args.h``, mirrored: at most TILE_BUDGET,
+    and two blocks share an SM."""
+    return max(0, min(TILE_BUDGET, device.shared_per_sm // 2 - TILE_OVERHEAD))
+
+
 def blocks_per_sm(T: int, C: int, L: int, itemsize: int, pad: int, device: Device) -> int:
     """Tile blocks an SM holds at once, by shared memory, threads and registers (64 K a SM on
     all five; the tile kernels take up to TILE_REGISTERS a thread, their launch bounds')."""
@@ -85,17 +91,24 @@ def blocks_per_sm(T: int, C: int, L: int, itemsize: int, pad: int, device: Devic
 def tile_channels(C: int, L: int, itemsize: int, pad: int, N: int, device: Device) -> int:
     """The channels per tile that the single-pass plan picks (``tile_channels`` of
     ``csrc/cuda/eca_launch.cuh``, mirrored; the tests compare the two), or 0 for the three
-    launches: from the whole sample down through the powers of two below ``C``, the first tile
-    that fits the budget and gives the grid two blocks per SM, else the narrowest that fits
-    while its halo is under half the tile."""
+    launches: a tile two blocks an SM hold (``pair_budget``) where one fits, else one of up to
+    ``tile_budget`` (one block an SM)."""
+    pair = tile_channels_within(C, L, itemsize, pad, N, device, pair_budget(device))
+    return pair or tile_channels_within(C, L, itemsize, pad, N, device, tile_budget(device))
+
+
+def tile_channels_within(
+    C: int, L: int, itemsize: int, pad: int, N: int, device: Device, budget: int
+) -> int:
+    """``tile_channels_within``, mirrored: from the whole sample down through the powers of
+    two below ``C``, the first tile that fits ``budget`` bytes and gives the grid two blocks
+    per SM, else the narrowest that fits while its halo is under half the tile; 0 if none."""
     below = 1  # the largest power of two below C
     while below * 2 < C:
         below *= 2
     best, T = 0, C
     while T >= 1:
-        if tile_bytes(T, C, L, itemsize, pad) <= tile_budget(device) and (
-            T == C or T + 2 * pad <= C
-        ):
+        if tile_bytes(T, C, L, itemsize, pad) <= budget and (T == C or T + 2 * pad <= C):
             if T < C and 4 * pad >= T:
                 break  # the halo is half the tile or more, and narrower tiles only worse
             best = T
@@ -203,7 +216,8 @@ def waves_table(shapes: pd.DataFrame, itemsize: int, batches=(1, 32, 128)) -> pd
             L, pad = layer.H * layer.W, (layer.k - 1) // 2
             row = {
                 "GPU": device.name,
-                "budget KiB": tile_budget(device) / KIB,
+                "budget KiB: two / one an SM": f"{pair_budget(device) // KIB} / "
+                f"{tile_budget(device) // KIB}",
                 "layer": f"{layer.C}x{layer.H}x{layer.W}",
             }
             for N in batches:

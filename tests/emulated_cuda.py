@@ -124,7 +124,8 @@ class AccessSite:
 
 def source_lines(library: Path, offsets: list[str]) -> dict[str, str]:
     """file:line of each code offset of ``library``: the innermost inlined frame in our own
-    source (csrc/ or cuda_emulation/), past c10's conversions of Half and BFloat16."""
+    source (csrc/ or cuda_emulation/), past c10's conversions of Half and BFloat16 and the
+    access wrappers of eca_device.cuh (load_once, store_once), so a site is its caller's line."""
     if not offsets:
         return {}
     out = subprocess.run(
@@ -139,7 +140,7 @@ def source_lines(library: Path, offsets: list[str]) -> dict[str, str]:
             current = line
             continue
         path, _, number = line.partition(":")
-        ours = str(CSRC) in path or str(EMULATION) in path
+        ours = (str(CSRC) in path or str(EMULATION) in path) and Path(path).name != "eca_device.cuh"
         if current is not None and current not in found and ours:
             found[current] = f"{Path(path).name}:{number.split()[0]}"
     return {offset: found.get(f"0x{int(offset, 16):016x}", "?") for offset in offsets}
@@ -262,13 +263,14 @@ class Emulation:
         self._call(self.lib.eca_emu_tail_forward, x, tensors, w.numel(), *launch, extra=extra)
         return from_kernel_layout(y, channels_last).reshape(x.shape), pooled, gate
 
-    def tile_channels(self, dtype, N, C, L, k, tile_budget, sms):
+    def tile_channels(self, dtype, N, C, L, k, tile_budget, sms, pair_budget=0):
         """(channels per tile, dynamic shared bytes) of the single-pass plan, forward and
-        backward; (0, 0) for the multi-launch plans."""
+        backward; (0, 0) for the multi-launch plans. ``pair_budget``: tiles two blocks an SM
+        hold are tried first (0: none)."""
         shared = ctypes.c_int64(0)
         fn = self.lib.eca_emu_tile_channels
         fn.restype = ctypes.c_int64
-        sizes = [ctypes.c_int64(v) for v in (N, C, L, k, tile_budget, sms)]
+        sizes = [ctypes.c_int64(v) for v in (N, C, L, k, tile_budget, pair_budget, sms)]
         T = fn(ctypes.c_int(DTYPE_CODES[dtype]), *sizes, ctypes.byref(shared))
         if T < 0:
             raise RuntimeError(self.lib.eca_emu_error().decode())
@@ -279,6 +281,12 @@ class Emulation:
         fn = self.lib.eca_emu_tile_budget
         fn.restype = ctypes.c_int64
         return fn(ctypes.c_int64(optin_per_block))
+
+    def pair_budget(self, shared_per_sm):
+        """The budget (bytes) of tiles two blocks an SM hold, as the extension computes it."""
+        fn = self.lib.eca_emu_pair_budget
+        fn.restype = ctypes.c_int64
+        return fn(ctypes.c_int64(shared_per_sm))
 
     def backward(
         self,

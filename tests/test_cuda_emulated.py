@@ -366,20 +366,26 @@ def byte_model():
 
 
 def test_tile_budget_fits_a_block(emulation):
-    """The tile budget the extension computes from a device's opt-in shared memory is the
-    byte model's and lets a block launch (the static arrays and the system's reserve besides)
-    on each GPU of the model: 60 KiB on a T4, 95 on an RTX 4090, 100 on an A100, H100, H200;
-    two such blocks share an SM on an H100 and an H200."""
+    """The tile budgets the extension computes from a device's shared memory are the byte
+    model's: a block of the tile budget launches (the static arrays and the system's reserve
+    besides), and two of the pair budget share an SM, on each GPU of the model: 60 / 28 KiB on
+    a T4, 95 / 46 on an RTX 4090, 100 / 78 on an A100, 100 / 100 on an H100 and H200."""
     model = byte_model()
     budgets = {}
     for device in model.DEVICES:
         budget = emulation.tile_budget(device.optin_per_block)
-        assert budget == model.tile_budget(device), device.name
+        pair = emulation.pair_budget(device.shared_per_sm)
+        assert (budget, pair) == (model.tile_budget(device), model.pair_budget(device))
         assert budget + model.TILE_OVERHEAD <= device.optin_per_block, device.name
-        budgets[device.name] = budget // 1024
-    assert budgets == {"T4": 60, "A100": 100, "RTX 4090": 95, "H100 SXM": 100, "H200": 100}
-    for device in (model.H100, model.H200):
-        assert 2 * (model.tile_budget(device) + model.TILE_OVERHEAD) <= device.shared_per_sm
+        assert 2 * (pair + model.TILE_OVERHEAD) <= device.shared_per_sm, device.name
+        budgets[device.name] = (budget // 1024, pair // 1024)
+    assert budgets == {
+        "T4": (60, 28),
+        "A100": (100, 78),
+        "RTX 4090": (95, 46),
+        "H100 SXM": (100, 100),
+        "H200": (100, 100),
+    }
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
@@ -388,22 +394,26 @@ def test_tile_plan_is_the_byte_models(emulation, N, dtype):
     """The channels per tile the launch plan picks for every ECA-ResNet-50 and
     ECA-MobileNetV2 layer on each GPU of the byte-count model (benchmarks/cuda_byte_model.py:
     T4, A100, RTX 4090, H100, H200, with their tile budgets and SMs) are those the model
-    predicts with; each fits and holds its halo, and on an H100 or H200 two blocks of it
-    share an SM."""
+    predicts with; each fits and holds its halo; two blocks of it share an SM wherever a tile
+    of the pair budget fits, always on an H100 or H200."""
     model = byte_model()
     import pandas as pd
 
     shapes = pd.read_csv(model.HERE / "eca_layer_shapes.csv", comment="#")
     itemsize = torch.finfo(dtype).bits // 8
     for device in model.DEVICES:
-        budget = model.tile_budget(device)
+        budget, pair = model.tile_budget(device), model.pair_budget(device)
         for layer in shapes.itertuples():
             L, pad = layer.H * layer.W, (layer.k - 1) // 2
-            T, shared = emulation.tile_channels(dtype, N, layer.C, L, layer.k, budget, device.sms)
+            T, shared = emulation.tile_channels(
+                dtype, N, layer.C, L, layer.k, budget, device.sms, pair_budget=pair
+            )
             assert T == model.tile_channels(layer.C, L, itemsize, pad, N, device), layer
             if T:
                 assert shared == model.tile_bytes(T, layer.C, L, itemsize, pad) <= budget
                 per_sm = model.blocks_per_sm(T, layer.C, L, itemsize, pad, device)
+                paired = model.tile_channels_within(layer.C, L, itemsize, pad, N, device, pair)
+                assert per_sm == 2 or not paired, (device, layer)
                 assert per_sm == 2 or device not in (model.H100, model.H200), (device, layer)
     # Every layer of ECA-ResNet-50 runs in one launch at the batch sizes of training, on H200.
     resnet = shapes[shapes.model == "ECA-ResNet-50 (official k3557)"]

@@ -106,9 +106,26 @@ void to_file(const T* device, size_t count, const std::string& path) {
   std::fclose(f);
 }
 
+// The launch plan's budgets and SMs; kernels from before the pair budget (run.py --compare
+// with an older commit) have no such member and plan with the tile budget alone.
+struct Plan {
+  int64_t tile_budget, pair_budget, sms;
+};
+template <typename Args>
+auto set_pair_budget(Args& a, int64_t bytes, int) -> decltype(a.pair_budget = bytes, void()) {
+  a.pair_budget = bytes;
+}
+template <typename Args>
+void set_pair_budget(Args&, int64_t, long) {}
+template <typename Args>
+void set_plan(Args& a, const Plan& plan) {
+  a.tile_budget = plan.tile_budget, a.sms = plan.sms;
+  set_pair_budget(a, plan.pair_budget, 0);
+}
+
 template <typename scalar_t>
 int run(const std::string& what, Layout layout, int64_t N, int64_t C, int64_t L, int64_t k,
-        int64_t tile_budget, int64_t sms, const std::string& dir) {
+        const Plan& plan, const std::string& dir) {
   using acc_t = float;
   const size_t numel = size_t(N * C * L), NC = size_t(N * C);
   const int64_t packs = int64_t(numel * sizeof(scalar_t) / 16);
@@ -139,7 +156,7 @@ int run(const std::string& what, Layout layout, int64_t N, int64_t C, int64_t L,
     a.N = N, a.C = C, a.L = L, a.k = k;
     a.mode = PaddingMode::Zeros;
     a.layout = layout;
-    a.tile_budget = tile_budget, a.sms = sms;
+    set_plan(a, plan);
     if (what == "tail") {  // ResNet's block tail: relu(x * gate + residual)
       a.residual = to_device<scalar_t>(dir + "/residual.bin", numel);
       a.activation = Activation::ReLU;
@@ -165,7 +182,7 @@ int run(const std::string& what, Layout layout, int64_t N, int64_t C, int64_t L,
     b.N = N, b.C = C, b.L = L, b.k = k;
     b.mode = PaddingMode::Zeros;
     b.layout = layout;
-    b.tile_budget = tile_budget, b.sms = sms;
+    set_plan(b, plan);
     launch_backward(launch, b);
     to_file(b.grad_x, numel, dir + "/grad_x.bin");
     to_file(b.grad_weight, size_t(k), dir + "/grad_weight.bin");
@@ -178,17 +195,19 @@ int run(const std::string& what, Layout layout, int64_t N, int64_t C, int64_t L,
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 11) {
-    std::fprintf(stderr, "usage: eca_sim CASE DTYPE LAYOUT N C L k TILE_BUDGET SMS DIR\n");
+  if (argc != 12) {
+    std::fprintf(stderr,
+                 "usage: eca_sim CASE DTYPE LAYOUT N C L k TILE_BUDGET SMS DIR PAIR_BUDGET\n");
     return 2;
   }
   const std::string what = argv[1], dtype = argv[2], layout_name = argv[3], dir = argv[10];
   const Layout layout =
       layout_name == "channels_last" ? Layout::ChannelsLast : Layout::ChannelsFirst;
   const int64_t N = std::atoll(argv[4]), C = std::atoll(argv[5]), L = std::atoll(argv[6]),
-                k = std::atoll(argv[7]), budget = std::atoll(argv[8]), sms = std::atoll(argv[9]);
-  if (dtype == "float32") return run<float>(what, layout, N, C, L, k, budget, sms, dir);
-  if (dtype == "bfloat16") return run<c10::BFloat16>(what, layout, N, C, L, k, budget, sms, dir);
+                k = std::atoll(argv[7]);
+  const Plan plan{std::atoll(argv[8]), std::atoll(argv[11]), std::atoll(argv[9])};
+  if (dtype == "float32") return run<float>(what, layout, N, C, L, k, plan, dir);
+  if (dtype == "bfloat16") return run<c10::BFloat16>(what, layout, N, C, L, k, plan, dir);
   std::fprintf(stderr, "eca_sim: unknown dtype %s\n", dtype.c_str());
   return 2;
 }

@@ -79,9 +79,11 @@ PRESETS = {
     ),
 }
 # What the extension passes on the simulated GPU (csrc/cuda/eca_ops_cuda.cpp): the tile budget
-# for sm_86's 99 KiB of opt-in shared memory a block (tile_budget_for: 95 KiB), and its SMs.
+# for sm_86's 99 KiB of opt-in shared memory a block (tile_budget_for: 95 KiB) and 100 KiB an
+# SM (pair_budget_for, the tiles two blocks an SM hold: 46 KiB), and its SMs.
 SMS = 46
 TILE_BUDGET = min(100 * 1024, 99 * 1024 - 4096)
+PAIR_BUDGET = min(100 * 1024, 100 * 1024 // 2 - 4096)
 
 
 def build_driver(gpusim_dir: Path, work: Path, ref: str | None = None) -> Path:
@@ -175,6 +177,7 @@ def simulate(
     dtype_name: str,
     layout: str,
     tile_budget: int = TILE_BUDGET,
+    pair_budget: int = PAIR_BUDGET,
     logs: Path | None = None,
 ) -> dict:
     dtype = DTYPES[dtype_name]
@@ -197,6 +200,7 @@ def simulate(
                 str(tile_budget),
                 str(SMS),
                 str(run_dir),
+                str(pair_budget),
             ],
             env,
             gpusim_dir,
@@ -303,6 +307,14 @@ def main() -> None:
         help=f"the single-pass kernels' shared memory budget (default {TILE_BUDGET}, as the "
         "extension on sm_86)",
     )
+    parser.add_argument(
+        "--pair-budget",
+        type=int,
+        default=PAIR_BUDGET,
+        metavar="BYTES",
+        help="the budget of the tiles two blocks an SM hold, tried first (default "
+        f"{PAIR_BUDGET}, as the extension on sm_86; 0: tiles of the tile budget only)",
+    )
     parser.add_argument("--logs", type=Path, metavar="DIR", help="keep each simulation's log here")
     parser.add_argument("--replot", type=Path, metavar="CSV", help="only redraw CSV's plot")
     args = parser.parse_args()
@@ -338,7 +350,15 @@ def main() -> None:
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = [
             pool.submit(
-                simulate, exe, source, env, args.gpusim_dir, *job, args.tile_budget, args.logs
+                simulate,
+                exe,
+                source,
+                env,
+                args.gpusim_dir,
+                *job,
+                args.tile_budget,
+                args.pair_budget,
+                args.logs,
             )
             for exe, source, *job in jobs
         ]
@@ -363,7 +383,8 @@ def main() -> None:
     config = (
         f"simulated: GPGPU-Sim 4.2 (667834cf, patched) PTX mode, SM86_RTX3070 config "
         f"(46 SMs, 4 MB L2 flushed per kernel, launch latency 0); kernels compute_80 PTX "
-        f"from nvcc {simulator.nvcc_version()}; tile budget {args.tile_budget} B"
+        f"from nvcc {simulator.nvcc_version()}; tile budget {args.tile_budget} B, "
+        f"{args.pair_budget} B for two blocks an SM"
     )
     host = f"{cpu_name()}, torch {torch.__version__}, eca_cuda {eca_cuda.__version__}"
     frame.insert(0, "host", host)

@@ -99,26 +99,34 @@ void launch_scale_shift(Launcher& launch, const scalar_t* in, const acc_t* scale
   }
 }
 
-// Channels per tile of the single-pass kernels, or 0 for the multi-launch plans. Tiles from
-// the whole sample down, in powers of two below C: the first that fits tile_budget bytes and
-// leaves the grid two blocks per SM; else the narrowest that fits, as long as its halo (2 pad
-// channels, read a second time) is under half the tile and its window holds distinct
-// channels. The forward and the backward take the same tiles.
+// Channels per tile within `budget` bytes, or 0: tiles from the whole sample down, in powers
+// of two below C, the first that fits and leaves the grid two blocks per SM; else the
+// narrowest that fits, as long as its halo (2 pad channels, read a second time) is under half
+// the tile and its window holds distinct channels.
 template <typename scalar_t, typename acc_t, typename Args>
-int64_t tile_channels(const Args& a) {
+int64_t tile_channels_within(const Args& a, int64_t budget) {
   const int64_t pad = (a.k - 1) / 2;
   int64_t below = 1;  // the largest power of two below C
   while (below * 2 < a.C) below *= 2;
   int64_t best = 0;
-  for (int64_t T = a.C; T >= 1 && a.tile_budget > 0;
-       T = T == a.C ? (below < a.C ? below : 0) : T / 2) {
-    if (tile_shared_bytes<scalar_t, acc_t>(T, a.C, a.L, pad) > a.tile_budget) continue;
+  for (int64_t T = a.C; T >= 1 && budget > 0; T = T == a.C ? (below < a.C ? below : 0) : T / 2) {
+    if (tile_shared_bytes<scalar_t, acc_t>(T, a.C, a.L, pad) > budget) continue;
     if (T < a.C && T + 2 * pad > a.C) continue;  // the window would wrap onto itself
     if (T < a.C && 4 * pad >= T) break;          // the halo is half the tile or more
     best = T;
     if (a.N * ((a.C + T - 1) / T) >= 2 * a.sms) break;
   }
   return best;
+}
+
+// Channels per tile of the single-pass kernels, or 0 for the multi-launch plans: a tile that
+// two blocks an SM hold (pair_budget) where one fits, else one of up to tile_budget bytes
+// (one block an SM). The forward and the backward take the same tiles.
+template <typename scalar_t, typename acc_t, typename Args>
+int64_t tile_channels(const Args& a) {
+  const int64_t pair =
+      tile_channels_within<scalar_t, acc_t>(a, std::min(a.pair_budget, a.tile_budget));
+  return pair > 0 ? pair : tile_channels_within<scalar_t, acc_t>(a, a.tile_budget);
 }
 
 // The launch of a single-pass kernel with T channels per tile.

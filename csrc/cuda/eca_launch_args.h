@@ -23,13 +23,20 @@ constexpr int64_t kTileOverhead = 4096;
 
 // The tile budget on a device that lets a block opt in to `optin_per_block` bytes of shared
 // memory (cudaDevAttrMaxSharedMemoryPerBlockOptin): at most kTileBudget, and small enough
-// that a block fits. Two blocks of it share an SM of 228 KiB (H100, H200); on an A100, sm_86,
-// sm_89 or a T4 the wider tiles hold one block an SM. A cap at half an SM (two blocks
-// everywhere) was measured in the GPU simulator on sm_86 with earlier kernels: contiguous
-// 9-29% fewer cycles, channels_last 1.3-2.6x more (its halo's sums then waited on device
-// memory once per load, a cost per block); it is to be measured again.
+// that a block fits: 100 KiB on an H100, H200 or A100, 95 KiB on sm_86 and sm_89, 60 KiB on a
+// T4.
 inline int64_t tile_budget_for(int64_t optin_per_block) {
   return std::max<int64_t>(0, std::min(kTileBudget, optin_per_block - kTileOverhead));
+}
+
+// The budget of tiles that two blocks an SM hold, on a device with `shared_per_sm` bytes of
+// shared memory an SM (cudaDevAttrMaxSharedMemoryPerMultiprocessor), each block with
+// kTileOverhead besides: 100 KiB on an H100 or H200 (as tile_budget_for), 78 KiB on an A100,
+// 46 KiB on sm_86 and sm_89, 28 KiB on a T4. The plan prefers such tiles: a block's phases
+// (load, sums, gates, rescale) follow each other barrier to barrier, and only a second
+// block's overlap them (docs/cuda-kernels.md, the simulator's figures).
+inline int64_t pair_budget_for(int64_t shared_per_sm) {
+  return std::max<int64_t>(0, std::min(kTileBudget, shared_per_sm / 2 - kTileOverhead));
 }
 
 // Rows of dz one block of the weight gradient's first stage sums (16 a thread), and the
@@ -57,8 +64,10 @@ struct ForwardArgs {
   acc_t* multiplier = nullptr;  // (N, C) gate * scale * gain; null when neither is given
   Activation activation = Activation::None;
   // The single-pass forward (eca_tile.cuh): the dynamic shared memory a block may use for its
-  // tile (0: never; the three launches), and the SMs the grid should keep busy.
+  // tile (0: never; the three launches), the most of it for two blocks an SM, tried first
+  // (pair_budget_for; 0: no such preference), and the SMs the grid should keep busy.
   int64_t tile_budget = 0;
+  int64_t pair_budget = 0;
   int64_t sms = 1;
 };
 
@@ -84,6 +93,7 @@ struct BackwardArgs {
   const scalar_t* relu_out = nullptr;
   scalar_t* grad_pre = nullptr;
   int64_t tile_budget = 0;  // as ForwardArgs': the single-pass backward (eca_tile.cuh)
+  int64_t pair_budget = 0;
   int64_t sms = 1;
 };
 

@@ -31,14 +31,17 @@ int64_t device_attribute(cudaDeviceAttr attribute, int device) {
   return value;
 }
 
-// The single-pass kernels' tile: tile_budget_for this device's shared memory, and at most
-// ECA_CUDA_TILE_BUDGET bytes where that is set (0: the multi-launch plans, which the GPU tests
+// The single-pass kernels' tile: tile_budget_for this device's shared memory a block, tiles
+// of pair_budget_for its shared memory an SM first, and at most ECA_CUDA_TILE_BUDGET bytes
+// where that is set (0: the multi-launch plans, which the GPU tests
 // and benchmarks compare with); and its SMs.
 template <typename Args>
 void plan_tiles(Args& args, const at::Device& device) {
   const int index = device.index();
   args.tile_budget =
       tile_budget_for(device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, index));
+  args.pair_budget =
+      pair_budget_for(device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor, index));
   if (const char* budget = std::getenv("ECA_CUDA_TILE_BUDGET")) {
     args.tile_budget = std::min<int64_t>(args.tile_budget, std::atoll(budget));
   }

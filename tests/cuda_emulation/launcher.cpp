@@ -225,7 +225,8 @@ int eca_emu_backward(int dtype, const void* grad_y, const void* x, const void* w
 // The channels per tile that launch_forward's and launch_backward's plan picks (0: the
 // multi-launch plans), and the tile's dynamic shared memory in *shared_bytes.
 int64_t eca_emu_tile_channels(int dtype, int64_t N, int64_t C, int64_t L, int64_t k,
-                              int64_t tile_budget, int64_t sms, int64_t* shared_bytes) {
+                              int64_t tile_budget, int64_t pair_budget, int64_t sms,
+                              int64_t* shared_bytes) {
   int64_t T = -1;
   dispatch(dtype, [&]<typename scalar_t, typename acc_t>() {
     eca_cuda::ForwardArgs<scalar_t, acc_t> args{};
@@ -234,6 +235,7 @@ int64_t eca_emu_tile_channels(int dtype, int64_t N, int64_t C, int64_t L, int64_
     args.L = L;
     args.k = k;
     args.tile_budget = tile_budget;
+    args.pair_budget = pair_budget;
     args.sms = sms;
     T = eca_cuda::tile_channels<scalar_t, acc_t>(args);
     *shared_bytes = T > 0 ? eca_cuda::tile_shared_bytes<scalar_t, acc_t>(T, C, L, (k - 1) / 2) : 0;
@@ -244,6 +246,11 @@ int64_t eca_emu_tile_channels(int dtype, int64_t N, int64_t C, int64_t L, int64_
 // The tile budget the extension computes for a device's shared memory (eca_launch_args.h).
 int64_t eca_emu_tile_budget(int64_t optin_per_block) {
   return eca_cuda::tile_budget_for(optin_per_block);
+}
+
+// The budget of tiles two blocks an SM hold (eca_launch_args.h).
+int64_t eca_emu_pair_budget(int64_t shared_per_sm) {
+  return eca_cuda::pair_budget_for(shared_per_sm);
 }
 
 // Starts (capture != 0) or ends stream capture: between the two, eca_emu_* calls record their
