@@ -17,8 +17,8 @@
 #define ECA_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
 #endif
 
-// Device memory the tile kernels touch once (the tile, the halo, the backward's x, the
-// outputs): loaded and stored with the L1::no_allocate eviction priority ("do not allocate
+// Device memory the tile kernels touch once (the tile, the halo, the residual, the outputs):
+// loaded and stored with the L1::no_allocate eviction priority ("do not allocate
 // data to cache", PTX ISA 7.4, sm_70 and later), so that a stream of rows mapping to one L1
 // set cannot take every line of it (docs/cuda-kernels.md, "The gaps"); weak accesses, unlike
 // __ldcg's ld.global.cg, which sm_70 and later compile to strong (LDG.E.STRONG.GPU) ones.
@@ -34,7 +34,7 @@ namespace eca_cuda {
 
 template <typename T>
 ECA_ONCE_INLINE T load_once(const T* p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700 && !defined(ECA_PLAIN)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
   T v;
   if constexpr (sizeof(T) == 16) {
     uint4 b;
@@ -64,7 +64,7 @@ ECA_ONCE_INLINE T load_once(const T* p) {
 
 template <typename T>
 ECA_ONCE_INLINE void store_once(T* p, const T& v) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700 && !defined(ECA_PLAIN)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
   if constexpr (sizeof(T) == 16) {
     uint4 b;
     memcpy(&b, &v, 16);
