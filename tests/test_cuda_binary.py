@@ -114,14 +114,16 @@ def test_packed_rescale_moves_128_bits(resources):
 
 
 @pytest.mark.parametrize("kernel", ["tile_forward_kernel", "tile_backward_kernel"])
-def test_single_pass_kernels_move_128_bits(resources, kernel):
-    """The tile kernels load their tile into shared memory and store their output in 16-byte
-    packs, without allocating L1 lines (.NA: ld/st.global.L1::no_allocate) for data they
-    touch once."""
+def test_single_pass_kernels_read_once_and_store_128_bits(resources, kernel):
+    """The tile kernels read the window in element loads that allocate no L1 lines (.NA:
+    ld.global.L1::no_allocate; a thread sums one slot of a channel, docs/cuda-kernels.md), and
+    rescale the tile from shared memory in 16-byte packs to 16-byte no-allocate stores."""
     tiles = sass_of(kernel)
     assert len(tiles) == len(eca_cuda.cuda_archs()) * 8
     for body in tiles:
         name = demangle([body.split("\n", 1)[0].strip()])[0]
-        assert re.search(r"LDG\.E\.NA\.128", body), f"{name}: no 128-bit no-allocate load"
+        assert re.search(r"LDG\.E\.NA(\.U16|\.64)?(\.SYS)?\s", body), (
+            f"{name}: no no-allocate element load"
+        )
         assert re.search(r"STG\.E\.NA\.128", body), f"{name}: no 128-bit no-allocate store"
-        assert re.search(r"STS\.128", body), f"{name}: no 128-bit shared store"
+        assert re.search(r"LDS(\.U)?\.128", body), f"{name}: no 128-bit shared load"

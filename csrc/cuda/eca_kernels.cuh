@@ -89,9 +89,24 @@ __global__ void weight_grad_kernel(const acc_t* __restrict__ dz, const acc_t* __
     const int64_t end = min(NC, r0 + kWeightGradRows);
     acc_t sum = acc_t(0);
     int64_t r = r0 + threadIdx.x, n = r / C, c = r - n * C;
-    for (; r < end; r += kThreads) {
-      sum += weight_grad_term(dz + n * C, pooled + n * C, j, k, c, C, mode);
-      for (c += kThreads; c >= C; c -= C) ++n;  // the next row's (n, c), with no division
+    // kBatch rows' terms before any is added (the same additions in the same order), so that
+    // their loads need not wait on the additions. Simulated (sm_86, 8,192 rows): 15,669 and
+    // 13,843 cycles, contiguous and channels_last, against 15,732 and 14,922 a row at a time;
+    // nvcc's SASS still puts each term's multiply right after its two loads, which the next
+    // step would load first.
+    constexpr int kBatch = 8;
+    for (; r < end; r += kBatch * kThreads) {
+      acc_t term[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const bool row = r + b * kThreads < end;
+        term[b] = row ? weight_grad_term(dz + n * C, pooled + n * C, j, k, c, C, mode) : acc_t(0);
+        for (c += kThreads; c >= C; c -= C) ++n;  // the next row's (n, c), with no division
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        if (r + b * kThreads < end) sum += term[b];
+      }
     }
     sum = block_sum(sum, partial);
     if (threadIdx.x == 0) out[item] = sum;

@@ -1,7 +1,7 @@
 // The single-pass kernels (docs/cuda-kernels.md). Forward: a block owns T channels of one
-// sample, loads them into shared memory once, sums each channel of the tile and of its halo
-// (the pad channels either side, read from device memory) in the canonical order of
-// eca_reduce.cuh, computes the tile's gates, and rescales the tile from shared memory, block
+// sample, sums each channel of the tile and of its halo (the pad channels either side) in the
+// canonical order of eca_reduce.cuh as it reads them from device memory, keeping the tile's in
+// shared memory, computes the tile's gates, and rescales the tile from shared memory, block
 // tail included: one read of x from device memory, plus the halo's; one write of y; one
 // launch; the bits of the three-launch plan. Backward: the same with g's tile (below).
 // Device code only, on CUDA's built-ins, as the other kernel headers.
@@ -86,96 +86,41 @@ struct WindowReader {
   }
 };
 
-// Copies the tile starting at `src` in device memory into shared memory (Tn * L elements),
-// in 16-byte packs where tile_packs allows every pointer, else one element a step. With a
-// `mask` (the ReLU tail's output, at the tile's first element), each element is
-// relu_backward(src, mask) and is also written to `masked` in device memory.
-template <typename scalar_t, typename acc_t, bool kChannelsLast>
-__device__ __forceinline__ void load_tile(scalar_t* tile, const scalar_t* src, const scalar_t* mask,
-                                          scalar_t* masked, int64_t Tn, int64_t C, int64_t L,
-                                          int tid) {
-  using Pack = Pack16<scalar_t>;
-  constexpr int64_t kSize = Pack::kSize;
-  const int64_t count = Tn * L;
-  const auto one = [&](int64_t e, int64_t offset) {
-    scalar_t v = load_once(src + offset);
-    if (mask) {
-      v = relu_backward<acc_t>(v, load_once(mask + offset));
-      store_once(masked + offset, v);
-    }
-    tile[e] = v;
-  };
-  if (tile_packs<scalar_t, kChannelsLast>(src, Tn, C, L) &&
-      (!mask || (tile_packs<scalar_t, kChannelsLast>(mask, Tn, C, L) &&
-                 tile_packs<scalar_t, kChannelsLast>(masked, Tn, C, L)))) {
-    const int64_t packs = count / kSize;
-    for (int64_t q0 = tid; q0 < packs; q0 += kTileBatch * kTileThreads) {
-      Pack v[kTileBatch], m[kTileBatch];
-      int64_t offset[kTileBatch];
-#pragma unroll
-      for (int b = 0; b < kTileBatch; ++b) {  // every load first
-        const int64_t q = q0 + b * kTileThreads;
-        offset[b] = tile_offset<kChannelsLast>(q * kSize, Tn, C);
-        if (q < packs) {
-          v[b] = load_once(reinterpret_cast<const Pack*>(src + offset[b]));
-          if (mask) m[b] = load_once(reinterpret_cast<const Pack*>(mask + offset[b]));
-        }
-      }
-#pragma unroll
-      for (int b = 0; b < kTileBatch; ++b) {
-        const int64_t q = q0 + b * kTileThreads;
-        if (q >= packs) break;
-        if (mask) {
-#pragma unroll
-          for (int i = 0; i < kSize; ++i) v[b].v[i] = relu_backward<acc_t>(v[b].v[i], m[b].v[i]);
-          store_once(reinterpret_cast<Pack*>(masked + offset[b]), v[b]);
-        }
-        reinterpret_cast<Pack*>(tile)[q] = v[b];
-      }
-    }
-    if (!kChannelsLast) {  // the elements past the last pack (channels last has none)
-      for (int64_t e = count / kSize * kSize + tid; e < count; e += kTileThreads) one(e, e);
-    }
-  } else {
-    for (int64_t e = tid; e < count; e += kTileThreads) {
-      one(e, tile_offset<kChannelsLast>(e, Tn, C));
-    }
-  }
-}
-
-// How many elements of each array a thread's spatial sums load before adding them, as slots
-// summed together (channels last: kSumSlots of the thread's 8) and rounds of a slot
-// (channels first: kSumRounds of its 2 slots): fewer for the backward's sum_l g x, whose g, x
-// and ReLU mask all take registers, and fewer still in double (more spill at the launch
-// bounds' 128 registers a thread).
+// How many of its 8 slots of a channel a thread of the channels-last sums loads together, and
+// in how many rounds of 64 elements, before adding any: 8 loads in flight in the forward, as 2
+// rounds of 4 slots (4 of 2 for 2-byte types; more slots spill at the launch bounds' 128 registers
+// on sm_90 and sm_100); fewer in the backward's sum_l g x, whose g, x and ReLU mask all take
+// registers, fewer still in double.
 template <bool kProduct, typename scalar_t>
-constexpr int kSumSlots = !kProduct              ? 8
+constexpr int kSumSlots = !kProduct              ? (sizeof(scalar_t) < 4 ? 2 : 4)
                           : sizeof(scalar_t) > 4 ? 2
                                                  : 4;
-template <bool kProduct>
-constexpr int kSumRounds = kProduct ? 2 : 4;
+template <bool kProduct, typename scalar_t>
+constexpr int kSumRounds = kProduct ? 1 : 8 / kSumSlots<kProduct, scalar_t>;
 
 // The totals of kS slots slot0 + s * kSlotStep (s < kS) of one channel, each in the
 // canonical order (eca_reduce.cuh): each chunk's acc_t sum over l = slot, slot + kSlots, ...
 // (sum_l a, or with kProduct sum_l a * b), the chunks' sums added in double. Element l of a is
-// a[l * a_stride] (kHalo: in device memory, else in the shared tile), masked by
-// mask[l * stride] where mask is given; of b, b[l * stride], in device memory. kHalo's loads
-// do not allocate L1 lines (load_once); the tile's b (the backward's x) is a plain load, as
-// with the hint the channels_last backward spills at the launch bounds' 128 registers. A
-// thread issues the loads of kRounds x kS elements before it adds any of them, so that many
-// are in flight (one at a time, each load's latency was paid in turn: findings 1 and 3 of
-// docs/cuda-kernels.md); the additions are the same, in the same order.
-template <bool kProduct, int kS, int kSlotStep, int kRounds, bool kHalo, typename scalar_t,
+// a[l * a_stride] in device memory, masked by mask[l * stride] where mask is given; of b,
+// b[l * stride]. a and mask are read once, without allocating L1 lines (load_once); b (the
+// backward's x) is a plain load, as with the hint the channels_last backward spills at the
+// launch bounds' 128 registers. kFill: the channel is the tile's, and each (masked) element is
+// also written to the shared tile, tile[l * tile_stride], and where `masked` is given to
+// masked[l * stride] in device memory: the tile is filled by the pass that sums it. A thread
+// issues the loads of kRounds x kS elements before it adds any of them, so that many are in
+// flight (findings 1 and 3 of docs/cuda-kernels.md); the additions are the same, in the same
+// order.
+template <bool kProduct, int kS, int kSlotStep, int kRounds, bool kFill, typename scalar_t,
           typename acc_t>
 __device__ __forceinline__ void slot_totals(const scalar_t* a, int64_t a_stride,
                                             const scalar_t* mask, const scalar_t* b, int64_t stride,
-                                            int64_t slot0, int64_t L, double (&total)[kS]) {
+                                            int64_t slot0, int64_t L, double (&total)[kS],
+                                            scalar_t* tile = nullptr, int64_t tile_stride = 0,
+                                            scalar_t* masked = nullptr) {
   static_assert(kS * kSlotStep <= kSlots, "the slots of one round");
-#pragma unroll
-  for (int s = 0; s < kS; ++s) total[s] = 0;
-  for (int64_t l0 = 0; l0 < L; l0 += kSumChunk) {
+  // Each slot's acc_t sum over the chunk [l0, min(L, l0 + kSumChunk)).
+  const auto chunk_sums = [&](int64_t l0, acc_t(&sum)[kS]) {
     const int64_t end = min(L, l0 + kSumChunk);
-    acc_t sum[kS];
 #pragma unroll
     for (int s = 0; s < kS; ++s) sum[s] = acc_t(0);
     for (int64_t base = l0 + slot0; base < end; base += kRounds * kSlots) {
@@ -187,9 +132,9 @@ __device__ __forceinline__ void slot_totals(const scalar_t* a, int64_t a_stride,
           const int64_t l = base + r * kSlots + s * kSlotStep;
           va[r][s] = vm[r][s] = vb[r][s] = scalar_t(0);
           if (l < end) {
-            va[r][s] = kHalo ? load_once(a + l * a_stride) : a[l * a_stride];
+            va[r][s] = load_once(a + l * a_stride);
             if (mask) vm[r][s] = load_once(mask + l * stride);
-            if constexpr (kProduct) vb[r][s] = kHalo ? load_once(b + l * stride) : b[l * stride];
+            if constexpr (kProduct) vb[r][s] = kFill ? b[l * stride] : load_once(b + l * stride);
           }
         }
       }
@@ -197,8 +142,13 @@ __device__ __forceinline__ void slot_totals(const scalar_t* a, int64_t a_stride,
       for (int r = 0; r < kRounds; ++r) {  // each slot's elements in increasing l
 #pragma unroll
         for (int s = 0; s < kS; ++s) {
-          if (base + r * kSlots + s * kSlotStep < end) {
+          const int64_t l = base + r * kSlots + s * kSlotStep;
+          if (l < end) {
             const scalar_t v = mask ? relu_backward<acc_t>(va[r][s], vm[r][s]) : va[r][s];
+            if constexpr (kFill) {
+              tile[l * tile_stride] = v;
+              if (masked) store_once(masked + l * stride, v);
+            }
             if constexpr (kProduct) {  // add_term's fma(a, b, sum)
               sum[s] = fma(acc_t(v), acc_t(vb[r][s]), sum[s]);
             } else {
@@ -208,6 +158,23 @@ __device__ __forceinline__ void slot_totals(const scalar_t* a, int64_t a_stride,
         }
       }
     }
+  };
+  acc_t sum[kS];
+  int64_t l0 = 0;
+  if constexpr (!kProduct) {
+    // The forward's first chunk's total, 0.0 + double(sum), without the double add (double runs
+    // at 1/64 the float rate on sm_86 and sm_89): the same bits, as the add only turns -0.0
+    // into +0.0. (In the backward's sums the second copy of the loop spills.)
+    chunk_sums(0, sum);
+#pragma unroll
+    for (int s = 0; s < kS; ++s) total[s] = sum[s] == acc_t(0) ? 0.0 : double(sum[s]);
+    l0 = kSumChunk;
+  } else {
+#pragma unroll
+    for (int s = 0; s < kS; ++s) total[s] = 0;
+  }
+  for (; l0 < L; l0 += kSumChunk) {
+    chunk_sums(l0, sum);
 #pragma unroll
     for (int s = 0; s < kS; ++s) total[s] += double(sum[s]);
   }
@@ -215,18 +182,15 @@ __device__ __forceinline__ void slot_totals(const scalar_t* a, int64_t a_stride,
 
 // window_sums for the channels-last layout, as reduce_columns_kernel sums: kTileC window
 // channels at a time (the tile's, then the halo's), a warp's lanes on consecutive channels of
-// one row (so the tile's rows
-// are read without bank conflicts, and the halo's and x's in whole sectors), thread (lane, ty)
-// owning slots ty + kTileL * m of its channel; the same additions in the same order as the
-// channels-first mapping (reduce_columns_kernel's bits are reduce_rows_kernel's). `partial`
-// is the tile kernel's totals, kTileL x kTileC doubles.
+// one row (so the tile's rows are read in whole sectors and written to shared memory without
+// bank conflicts), thread (lane, ty) owning slots ty + kTileL * m of its channel; the same
+// additions in the same order as the channels-first mapping (reduce_columns_kernel's bits are
+// reduce_rows_kernel's). `partial` is the tile kernel's totals, kTileL x kTileC doubles.
 template <bool kProduct, typename scalar_t, typename acc_t, typename Store>
-__device__ __forceinline__ void window_sums_columns(const scalar_t* tile, const scalar_t* a_global,
-                                                    const scalar_t* mask_global,
-                                                    const scalar_t* b_global, int64_t c0,
-                                                    int64_t Tn, int64_t lead, int64_t window,
-                                                    int64_t C, int64_t L, PaddingMode mode,
-                                                    double (*partial)[kTileC], const Store& store) {
+__device__ __forceinline__ void window_sums_columns(
+    scalar_t* tile, const scalar_t* a_global, const scalar_t* mask_global, scalar_t* masked_global,
+    const scalar_t* b_global, int64_t c0, int64_t Tn, int64_t lead, int64_t window, int64_t C,
+    int64_t L, PaddingMode mode, double (*partial)[kTileC], const Store& store) {
   static_assert(kTileC * kTileL == kTileThreads, "a thread per (channel, row) of the block");
   const int tid = threadIdx.x + kSlots * threadIdx.y;
   const int lane = tid % kTileC, ty = tid / kTileC;  // a warp: kTileC channels of one row
@@ -241,26 +205,28 @@ __device__ __forceinline__ void window_sums_columns(const scalar_t* tile, const 
     const int64_t channel = in_tile ? c0 + t : i < window ? halo_channel(c0, t, C, mode) : -1;
     const int64_t c = channel < 0 ? 0 : channel;  // an address only; padding reads nothing
     const scalar_t* b = kProduct ? b_global + c : nullptr;
-    const scalar_t* mask = mask_global ? mask_global + c : nullptr;  // the halo's only
-    constexpr int kS = kSumSlots<kProduct, scalar_t>;
+    const scalar_t* mask = mask_global ? mask_global + c : nullptr;
+    constexpr int kS = kSumSlots<kProduct, scalar_t>, kR = kSumRounds<kProduct, scalar_t>;
     double s[kSlotsPerThread];  // slots ty + kTileL * m
     static_assert(kSlotsPerThread % kS == 0);
 #pragma unroll
     for (int m0 = 0; m0 < kSlotsPerThread; m0 += kS) {
       double part[kS];
-      // Two instantiations, so the tile's reads are shared-memory loads and the halo's device
-      // memory loads without L1 allocation (a warp takes both only where Tn % 32 != 0).
+      // Two instantiations: the tile's channels are also written to the shared tile (and, masked,
+      // to masked_global), the halo's only summed (a warp takes both only where Tn % 32 != 0).
+      // The halo's slots are summed fewer at a time (the backward's g, ReLU mask and x one slot,
+      // the forward's half the tile's): more spill at the launch bounds' 128 registers on sm_90
+      // (same sums: the slots are independent).
+      constexpr int kH = kProduct ? 1 : kS / 2;
       if (in_tile) {
-        slot_totals<kProduct, kS, kTileL, 1, false, scalar_t, acc_t>(tile + t, Tn, nullptr, b, C,
-                                                                     ty + kTileL * m0, L, part);
+        slot_totals<kProduct, kS, kTileL, kR, true, scalar_t, acc_t>(
+            a_global + c, C, mask, b, C, ty + kTileL * m0, L, part, tile + t, Tn,
+            masked_global ? masked_global + c : nullptr);
       } else if (channel >= 0) {
-        // The backward's halo loads g, its ReLU mask and x: one slot at a time, as more spill
-        // at the launch bounds' registers (same sums: the slots are independent).
-        constexpr int kH = kProduct ? 1 : kS;
 #pragma unroll
         for (int h = 0; h < kS; h += kH) {
           double part_h[kH];
-          slot_totals<kProduct, kH, kTileL, 1, true, scalar_t, acc_t>(
+          slot_totals<kProduct, kH, kTileL, kR, false, scalar_t, acc_t>(
               a_global + c, C, mask, b, C, ty + kTileL * (m0 + h), L, part_h);
 #pragma unroll
           for (int m = 0; m < kH; ++m) part[h + m] = part_h[m];
@@ -290,28 +256,34 @@ __device__ __forceinline__ void window_sums_columns(const scalar_t* tile, const 
   }
 }
 
-// The window's spatial sums: sum_l a (kProduct: sum_l a * b, b from device memory), a from the
-// shared tile for the tile's channels and from device memory (`a_global`, the sample's first
-// element; masked by `mask_global` as load_tile masks, where given) for the halo's. Channels
-// first, a warp per channel, as reduce_rows_kernel sums a row (lanes on consecutive elements;
-// no bank conflicts, whole sectors); channels last, window_sums_columns. One thread calls
-// store(j, channel, sum) for window channel j (channel -1: the zero padding, sum 0). Ends with
-// a barrier.
+// The window's spatial sums, read from device memory once: sum_l a (kProduct: sum_l a * b),
+// a masked by `mask_global` (relu_backward, where given); all three at the sample's first
+// element. The pass also fills the shared tile with the tile's channels of (masked) a, and
+// where `masked_global` is given writes them there too. Channels first, a warp per channel, as
+// reduce_rows_kernel sums a row (lanes on consecutive elements: whole sectors, no bank
+// conflicts); channels last, window_sums_columns. One thread calls store(j, channel, sum) for
+// window channel j (channel -1: the zero padding, sum 0). Ends with a barrier: the tile is
+// then whole.
 template <bool kProduct, bool kChannelsLast, typename scalar_t, typename acc_t, typename Store>
-__device__ __forceinline__ void window_sums(const scalar_t* tile, const scalar_t* a_global,
-                                            const scalar_t* mask_global, const scalar_t* b_global,
-                                            int64_t c0, int64_t Tn, int64_t lead, int64_t window,
-                                            int64_t C, int64_t L, PaddingMode mode,
-                                            double (*totals)[kSlots], const Store& store) {
+__device__ __forceinline__ void window_sums(scalar_t* tile, const scalar_t* a_global,
+                                            const scalar_t* mask_global, scalar_t* masked_global,
+                                            const scalar_t* b_global, int64_t c0, int64_t Tn,
+                                            int64_t lead, int64_t window, int64_t C, int64_t L,
+                                            PaddingMode mode, double (*totals)[kSlots],
+                                            const Store& store) {
   if constexpr (kChannelsLast) {  // totals' kRowsPerBlock x kSlots doubles as kTileL x kTileC
     static_assert(kTileL * kTileC == kRowsPerBlock * kSlots);
     window_sums_columns<kProduct, scalar_t, acc_t>(
-        tile, a_global, mask_global, b_global, c0, Tn, lead, window, C, L, mode,
+        tile, a_global, mask_global, masked_global, b_global, c0, Tn, lead, window, C, L, mode,
         reinterpret_cast<double (*)[kTileC]>(totals), store);
   } else {
     // A warp per channel, lane i on slots i and i + 32 (tree step w = 32 in the thread, the
-    // rest by shuffles, as reduce_rows_kernel's warp): no barrier until the end.
+    // rest by shuffles, as reduce_rows_kernel's warp): a warp request reads 32 consecutive
+    // elements, one or two 128-byte lines (8 lanes a channel, 4 channels a request, with the
+    // tree's steps w >= 8 in the thread, took 59% more simulated cycles: 4 lines a request).
+    // No barrier until the end.
     constexpr int kWarps = kTileThreads / 32;
+    constexpr int kR = kProduct ? 2 : 4;  // rounds of the 2 slots loaded together
     const int tid = threadIdx.x + kSlots * threadIdx.y;
     const int lane = tid % 32;
     for (int64_t j = tid / 32; j < window; j += kWarps) {
@@ -320,15 +292,16 @@ __device__ __forceinline__ void window_sums(const scalar_t* tile, const scalar_t
       const int64_t channel = in_tile ? c0 + t : halo_channel(c0, t, C, mode);
       const int64_t c = channel < 0 ? 0 : channel;  // an address only; padding reads nothing
       const scalar_t* b = kProduct ? b_global + c * L : nullptr;
+      const scalar_t* mask = mask_global ? mask_global + c * L : nullptr;
       double v = 0, s[2];  // slots lane and lane + 32
-      constexpr int kR = kSumRounds<kProduct>;
-      if (in_tile) {  // the same for the warp
-        slot_totals<kProduct, 2, 32, kR, false, scalar_t, acc_t>(tile + t * L, 1, nullptr, b, 1,
-                                                                 lane, L, s);
+      if (in_tile) {       // the same for the warp
+        slot_totals<kProduct, 2, 32, kR, true, scalar_t, acc_t>(
+            a_global + c * L, 1, mask, b, 1, lane, L, s, tile + t * L, 1,
+            masked_global ? masked_global + c * L : nullptr);
         v = s[0] + s[1];
       } else if (channel >= 0) {  // the halo: half the rounds at once, as in the columns' sums
-        slot_totals<kProduct, 2, 32, kProduct ? kR / 2 : kR, true, scalar_t, acc_t>(
-            a_global + c * L, 1, mask_global ? mask_global + c * L : nullptr, b, 1, lane, L, s);
+        slot_totals<kProduct, 2, 32, kProduct ? kR / 2 : kR, false, scalar_t, acc_t>(
+            a_global + c * L, 1, mask, b, 1, lane, L, s);
         v = s[0] + s[1];
       }
       for (int w = 16; w >= 1; w /= 2) v += __shfl_down_sync(0xffffffffu, v, w);
@@ -424,19 +397,13 @@ __global__ void __launch_bounds__(kTileThreads, kTileMinBlocks)
     const TileItem it = tile_item<kChannelsLast>(item, T, C, L, pad);
     const int64_t n = it.n, c0 = it.c0, Tn = it.Tn;
 
-    // 1. The tile, from device memory into shared memory.
-    load_tile<scalar_t, acc_t, kChannelsLast>(tile, a.x + it.first, nullptr, nullptr, Tn, C, L,
-                                              tid);
-    __syncthreads();
-
-    // 2. The window's means: the tile's channels from shared memory, the halo's from device
-    // memory.
+    // 1. The window's means, from device memory, the tile kept in shared memory as it is read.
     const scalar_t* sample = a.x + n * C * L;
     window_sums<false, kChannelsLast, scalar_t, acc_t>(
-        tile, sample, nullptr, sample, c0, Tn, lead, it.window, C, L, a.mode, totals,
+        tile, sample, nullptr, nullptr, sample, c0, Tn, lead, it.window, C, L, a.mode, totals,
         [&](int64_t j, int64_t, acc_t sum) { means[j] = sum * (acc_t(1) / acc_t(L)); });
 
-    // 3. The tile's gates (gate_kernel's arithmetic, the means read from the window).
+    // 2. The tile's gates (gate_kernel's arithmetic, the means read from the window).
     const acc_t factor = a.scale * (a.gain ? *a.gain : acc_t(1));
     const WindowReader<acc_t> pooled_at{means, c0 - lead, C, whole};
     for (int64_t t = tid; t < Tn; t += kTileThreads) {
@@ -453,7 +420,7 @@ __global__ void __launch_bounds__(kTileThreads, kTileMinBlocks)
     }
     __syncthreads();
 
-    // 4. The rescale and the block tail, from shared memory to device memory.
+    // 3. The rescale and the block tail, from shared memory to device memory.
     const bool has_residual = a.residual != nullptr;
     store_tile<scalar_t, kChannelsLast>(
         a.y + it.first, tile, has_residual ? a.residual + it.first : nullptr, Tn, C, L, tid,
@@ -465,9 +432,9 @@ __global__ void __launch_bounds__(kTileThreads, kTileMinBlocks)
 }
 
 // The single-pass backward (docs/cuda-kernels.md): a block owns T channels of one sample,
-// loads g's tile into shared memory once (under a ReLU tail: masked by its output as it loads,
-// and written out once as the residual's gradient), sums t = g x over the tile (x streamed
-// from device memory) and its halo (g and x both from device memory), turns the window's t
+// sums t = g x over the tile and its halo as it reads g and x from device memory, keeping g's
+// tile in shared memory (under a ReLU tail: masked by its output as it is read, and written
+// out once as the residual's gradient), turns the window's t
 // into dz, the tile's dz into dp / L, writes dz (for the weight gradient's launches after it)
 // and grad_x = g s + dp / L from shared memory. One read of g and of x, plus the halo's; one
 // write of grad_x; the bits of the multi-launch plan.
@@ -489,23 +456,19 @@ __global__ void __launch_bounds__(kTileThreads, kTileMinBlocks)
     const TileItem it = tile_item<kChannelsLast>(item, T, C, L, pad);
     const int64_t n = it.n, c0 = it.c0, Tn = it.Tn;
 
-    // 1. g's tile, from device memory into shared memory (masked, and written out as the
-    // residual's gradient, under a ReLU tail).
+    // 1. The window's dz = t s (1 - s), t = sum_l g x, g's tile kept in shared memory as it is
+    // read (masked, and written out as the residual's gradient, under a ReLU tail).
     const bool masks = a.relu_out != nullptr;
-    load_tile<scalar_t, acc_t, kChannelsLast>(
-        tile, a.grad_y + it.first, masks ? a.relu_out + it.first : nullptr,
-        masks ? a.grad_pre + it.first : nullptr, Tn, C, L, tid);
-    __syncthreads();
-
-    // 2. The window's dz = t s (1 - s), t = sum_l g x.
+    const int64_t sample = n * C * L;
     const acc_t* gate_n = a.gate + n * C;
     window_sums<true, kChannelsLast, scalar_t, acc_t>(
-        tile, a.grad_y + n * C * L, masks ? a.relu_out + n * C * L : nullptr, a.x + n * C * L, c0,
-        Tn, lead, it.window, C, L, a.mode, totals, [&](int64_t j, int64_t channel, acc_t t) {
+        tile, a.grad_y + sample, masks ? a.relu_out + sample : nullptr,
+        masks ? a.grad_pre + sample : nullptr, a.x + sample, c0, Tn, lead, it.window, C, L, a.mode,
+        totals, [&](int64_t j, int64_t channel, acc_t t) {
           dz[j] = channel >= 0 ? gate_input_grad(t, gate_n[channel]) : acc_t(0);
         });
 
-    // 3. The tile's dz (for the weight gradient) and dp / L (pooled_grad_kernel's arithmetic).
+    // 2. The tile's dz (for the weight gradient) and dp / L (pooled_grad_kernel's arithmetic).
     const WindowReader<acc_t> dz_at{dz, c0 - lead, C, whole};
     for (int64_t t = tid; t < Tn; t += kTileThreads) {
       const int64_t r = n * C + c0 + t;
@@ -515,7 +478,7 @@ __global__ void __launch_bounds__(kTileThreads, kTileMinBlocks)
     }
     __syncthreads();
 
-    // 4. grad_x = g s + dp / L (scale_shift_one's arithmetic), from shared memory.
+    // 3. grad_x = g s + dp / L (scale_shift_one's arithmetic), from shared memory.
     store_tile<scalar_t, kChannelsLast>(
         a.grad_x + it.first, tile, static_cast<const scalar_t*>(nullptr), Tn, C, L, tid,
         [&](scalar_t v, int64_t t, scalar_t) {
