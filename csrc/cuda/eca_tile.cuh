@@ -66,8 +66,9 @@ __device__ __forceinline__ int64_t tile_offset(int64_t e, int64_t Tn, int64_t C)
   }
 }
 
-// 16-byte packs a thread loads before it stores any, in the tile loops: an SM holds one or two
-// tile blocks, so one load in flight per thread leaves most of device memory's latency bare.
+// 16-byte packs a thread takes at once in the rescale (their residual loads first): an SM holds
+// one or two tile blocks, so one load in flight per thread leaves most of device memory's
+// latency bare.
 constexpr int kTileBatch = 4;
 
 // The pooled value of channel src, from the window's means (window channel j is channel
