@@ -89,23 +89,24 @@ __global__ void weight_grad_kernel(const acc_t* __restrict__ dz, const acc_t* __
     const int64_t end = min(NC, r0 + kWeightGradRows);
     acc_t sum = acc_t(0);
     int64_t r = r0 + threadIdx.x, n = r / C, c = r - n * C;
-    // kBatch rows' terms before any is added (the same additions in the same order), so that
-    // their loads need not wait on the additions. Simulated (sm_86, 8,192 rows): 15,669 and
-    // 13,843 cycles, contiguous and channels_last, against 15,732 and 14,922 a row at a time;
-    // nvcc's SASS still puts each term's multiply right after its two loads, which the next
-    // step would load first.
-    constexpr int kBatch = 8;
+    // Every load of kBatch rows (a thread's 16 rows of a chunk) before any product or addition,
+    // so that all are in flight at once (with each product beside its loads, nvcc's SASS waited
+    // on them a row at a time); weight_grad_term's products, the same additions in the same
+    // order. A tap past a zero-padded edge loads 0 and 0: its product is acc_t(0), as there.
+    constexpr int kBatch = kWeightGradRows / kThreads;
+    const int64_t pad = (k - 1) / 2;
     for (; r < end; r += kBatch * kThreads) {
-      acc_t term[kBatch];
+      acc_t d[kBatch], p[kBatch];
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) {
-        const bool row = r + b * kThreads < end;
-        term[b] = row ? weight_grad_term(dz + n * C, pooled + n * C, j, k, c, C, mode) : acc_t(0);
+        const int64_t src = r + b * kThreads < end ? halo_channel(c, j - pad, C, mode) : -1;
+        d[b] = src >= 0 ? dz[n * C + c] : acc_t(0);
+        p[b] = src >= 0 ? pooled[n * C + src] : acc_t(0);
         for (c += kThreads; c >= C; c -= C) ++n;  // the next row's (n, c), with no division
       }
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) {
-        if (r + b * kThreads < end) sum += term[b];
+        if (r + b * kThreads < end) sum += d[b] * p[b];
       }
     }
     sum = block_sum(sum, partial);

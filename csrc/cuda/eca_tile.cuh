@@ -181,12 +181,13 @@ __device__ __forceinline__ void slot_totals(const scalar_t* a, int64_t a_stride,
   }
 }
 
-// window_sums for the channels-last layout, as reduce_columns_kernel sums: kTileC window
-// channels at a time (the tile's, then the halo's), a warp's lanes on consecutive channels of
-// one row (so the tile's rows are read in whole sectors and written to shared memory without
-// bank conflicts), thread (lane, ty) owning slots ty + kTileL * m of its channel; the same
-// additions in the same order as the channels-first mapping (reduce_columns_kernel's bits are
-// reduce_rows_kernel's). `partial` is the tile kernel's totals, kTileL x kTileC doubles.
+// window_sums for the channels-last layout: the halo's channels a half-warp each (below), then
+// the tile's as reduce_columns_kernel sums, kTileC channels at a time, a warp's lanes on
+// consecutive channels of one row (so the tile's rows are read in whole sectors and written to
+// shared memory without bank conflicts), thread (lane, ty) owning slots ty + kTileL * m of its
+// channel; the same additions in the same order as the channels-first mapping
+// (reduce_columns_kernel's bits are reduce_rows_kernel's). `partial` is the tile kernel's
+// totals, kTileL x kTileC doubles.
 template <bool kProduct, typename scalar_t, typename acc_t, typename Store>
 __device__ __forceinline__ void window_sums_columns(
     scalar_t* tile, const scalar_t* a_global, const scalar_t* mask_global, scalar_t* masked_global,
@@ -195,16 +196,50 @@ __device__ __forceinline__ void window_sums_columns(
   static_assert(kTileC * kTileL == kTileThreads, "a thread per (channel, row) of the block");
   const int tid = threadIdx.x + kSlots * threadIdx.y;
   const int lane = tid % kTileC, ty = tid / kTileC;  // a warp: kTileC channels of one row
-  for (int64_t i0 = 0; i0 < window; i0 += kTileC) {
-    // Lane i of the window takes the tile's channels first, from the tile's own first (so a
-    // warp's row of x starts where the tile does, on a sector or line boundary), then the
-    // halo's, together in the last group: one group, not two, waits on device memory in the
-    // forward, and the backward's rows of x touch one 128-byte line, not two.
-    const int64_t i = i0 + lane, h = i - Tn;  // h: the halo's i, left side first
-    const int64_t j = i < Tn ? i + lead : h < lead ? h : Tn + h, t = j - lead;
-    const bool in_tile = i < Tn;
-    const int64_t channel = in_tile ? c0 + t : i < window ? halo_channel(c0, t, C, mode) : -1;
-    const int64_t c = channel < 0 ? 0 : channel;  // an address only; padding reads nothing
+  // The halo's channels first, two of one side a warp, lane 16 h + q on slots q + 16 m of the
+  // pair's channel h (tree steps w >= 16 in the thread, the rest by shuffles within the
+  // half-warp): a row's two adjacent halo channels are one sector of a request, a lane's loads
+  // go 8 at a time (the backward's g, mask and x 2 each, in double 1), and no barrier waits on
+  // them. A lane a halo channel in the groups below loaded its 8 slots a few at a time behind
+  // two barriers: 0.33x a copy more, simulated (docs/cuda-kernels.md).
+  const int half = tid % 32 / 16, q = tid % 16;
+  const int64_t left = lead, right = window - Tn - lead;  // halo channels either side
+  const int64_t left_pairs = (left + 1) / 2, pairs = left_pairs + (right + 1) / 2;
+  for (int64_t p = tid / 32; p < pairs; p += kTileThreads / 32) {  // the same for a warp
+    const bool on_left = p < left_pairs;
+    const int64_t h = 2 * (on_left ? p : p - left_pairs) + half;  // from its side's first
+    const bool in_halo = h < (on_left ? left : right);
+    const int64_t j = on_left ? h : lead + Tn + h;  // window channel
+    const int64_t channel = in_halo ? halo_channel(c0, j - lead, C, mode) : -1;
+    double v = 0, s4[4];  // slots q + 16 m
+    if (channel >= 0) {
+      const scalar_t* a = a_global + channel;
+      const scalar_t* mask = mask_global ? mask_global + channel : nullptr;
+      const scalar_t* b = kProduct ? b_global + channel : nullptr;
+      if constexpr (kProduct) {  // kP slots at once: 4 spill on sm_120, 2 in double on sm_80
+        constexpr int kP = sizeof(scalar_t) > 4 ? 1 : 2;
+#pragma unroll
+        for (int m0 = 0; m0 < 4; m0 += kP) {
+          double part[kP];
+          slot_totals<true, kP, 16, 1, false, scalar_t, acc_t>(a, C, mask, b, C, q + 16 * m0, L,
+                                                               part);
+#pragma unroll
+          for (int m = 0; m < kP; ++m) s4[m0 + m] = part[m];
+        }
+      } else {
+        slot_totals<false, 4, 16, 2, false, scalar_t, acc_t>(a, C, mask, b, C, q, L, s4);
+      }
+      v = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+    }
+    for (int w = 8; w >= 1; w /= 2) v += __shfl_down_sync(0xffffffffu, v, w);
+    if (q == 0 && in_halo) store(j, channel, acc_t(v));
+  }
+  for (int64_t i0 = 0; i0 < Tn; i0 += kTileC) {
+    // Lane i takes the tile's channel i0 + i, from the tile's own first (so a warp's row of x
+    // starts where the tile does, on a sector or line boundary).
+    const int64_t t = i0 + lane;
+    const bool in_tile = t < Tn;
+    const int64_t c = c0 + (in_tile ? t : 0);  // an address only past the tile's end
     const scalar_t* b = kProduct ? b_global + c : nullptr;
     const scalar_t* mask = mask_global ? mask_global + c : nullptr;
     constexpr int kS = kSumSlots<kProduct, scalar_t>, kR = kSumRounds<kProduct, scalar_t>;
@@ -213,28 +248,13 @@ __device__ __forceinline__ void window_sums_columns(
 #pragma unroll
     for (int m0 = 0; m0 < kSlotsPerThread; m0 += kS) {
       double part[kS];
-      // Two instantiations: the tile's channels are also written to the shared tile (and, masked,
-      // to masked_global), the halo's only summed (a warp takes both only where Tn % 32 != 0).
-      // The halo's slots are summed fewer at a time (the backward's g, ReLU mask and x one slot,
-      // the forward's half the tile's): more spill at the launch bounds' 128 registers on sm_90
-      // (same sums: the slots are independent).
-      constexpr int kH = kProduct ? 1 : kS / 2;
       if (in_tile) {
         slot_totals<kProduct, kS, kTileL, kR, true, scalar_t, acc_t>(
             a_global + c, C, mask, b, C, ty + kTileL * m0, L, part, tile + t, Tn,
             masked_global ? masked_global + c : nullptr);
-      } else if (channel >= 0) {
-#pragma unroll
-        for (int h = 0; h < kS; h += kH) {
-          double part_h[kH];
-          slot_totals<kProduct, kH, kTileL, kR, false, scalar_t, acc_t>(
-              a_global + c, C, mask, b, C, ty + kTileL * (m0 + h), L, part_h);
-#pragma unroll
-          for (int m = 0; m < kH; ++m) part[h + m] = part_h[m];
-        }
       }
 #pragma unroll
-      for (int m = 0; m < kS; ++m) s[m0 + m] = channel >= 0 ? part[m] : 0.0;
+      for (int m = 0; m < kS; ++m) s[m0 + m] = in_tile ? part[m] : 0.0;
     }
     static_assert(kSlotsPerThread == 8, "the tree below");
     // Tree steps w = 32, 16, 8 over this thread's slots (slot + w = ty + kTileL * (m + w / 8)).
@@ -242,7 +262,7 @@ __device__ __forceinline__ void window_sums_columns(
     const double v1 = (s[1] + s[5]) + (s[3] + s[7]);
     partial[ty][lane] = v0 + v1;  // slot ty's value after w = 8
     __syncthreads();
-    if (ty == 0 && i < window) {  // w = 4, 2, 1 across the threads of the channel
+    if (ty == 0 && in_tile) {  // w = 4, 2, 1 across the threads of the channel
       double p[kTileL];
 #pragma unroll
       for (int y = 0; y < kTileL; ++y) p[y] = partial[y][lane];
@@ -251,7 +271,7 @@ __device__ __forceinline__ void window_sums_columns(
 #pragma unroll
         for (int y = 0; y < w; ++y) p[y] += p[y + w];
       }
-      store(j, channel, acc_t(p[0]));
+      store(t + lead, c, acc_t(p[0]));
     }
     __syncthreads();  // partial is rewritten by the next channels
   }
