@@ -75,7 +75,10 @@ void scale_shift_rows(const scalar_t* in, const acc_t* scale, const acc_t* shift
   const int64_t total = rows * L;
   int64_t e = 0, r = 0, row_end = L;  // row r holds elements [row_end - L, row_end)
   Vec a0, a1, s0, s1, t0(0), t1(0);
-  const auto step = [&](int64_t n) {  // elements [e, e + n), n <= kStep <= L: rows r, r + 1
+  // Elements [e, e + n), n <= kStep <= L: rows r, r + 1. Always inlined: called from three
+  // places, it was left out of line once the tail grew it, and every step then kept its
+  // vectors on the stack (8x2048x7x7 float32 forward: 192-235 us against 164-179 us).
+  const auto step = [&](int64_t n) __attribute__((always_inline)) {
     if (e + n <= row_end) {
       s0 = s1 = Vec(scale[r]);
       if (shift) t0 = t1 = Vec(shift[r]);
