@@ -320,7 +320,7 @@ __device__ __forceinline__ void window_sums(scalar_t* tile, const scalar_t* a_gl
             a_global + c * L, 1, mask, b, 1, lane, L, s, tile + t * L, 1,
             masked_global ? masked_global + c * L : nullptr);
         v = s[0] + s[1];
-      } else if (channel >= 0) {  // the halo: half the rounds at once, as in the columns' sums
+      } else if (channel >= 0) {  // the halo (the backward: half the rounds, for registers)
         slot_totals<kProduct, 2, 32, kProduct ? kR / 2 : kR, false, scalar_t, acc_t>(
             a_global + c * L, 1, mask, b, 1, lane, L, s);
         v = s[0] + s[1];
